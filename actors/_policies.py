@@ -1,0 +1,173 @@
+"""Routing policies: pure functions from the providers' current state to a preference order.
+
+The router walks the order and sends the request to the first provider that is eligible
+(running, breaker not open, limit not exhausted, mailbox not full). Failover later walks the
+same order. Policies never see a request's history; the router and the owner handle that.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Literal, Protocol, TypeVar, final
+
+__all__ = [
+    "Candidate",
+    "LatencyPolicy",
+    "LeastBusyPolicy",
+    "PolicyName",
+    "PriorityPolicy",
+    "RoundRobinPolicy",
+    "RoutingPolicy",
+    "WeightedPolicy",
+    "make_policy",
+]
+
+PolicyName = Literal["priority", "round_robin", "weighted", "least_busy", "latency"]
+
+
+class Candidate(Protocol):
+    """What a policy may read about a provider."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def weight(self) -> float: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def max_concurrency(self) -> int: ...
+    @property
+    def latency_estimate(self) -> float | None: ...
+
+
+C = TypeVar("C", bound=Candidate)
+
+
+class RoutingPolicy(Protocol):
+    name: PolicyName
+
+    def order(self, candidates: Sequence[C]) -> Sequence[C]:
+        """The candidates, most preferred first. May return the input when it is in order."""
+        ...
+
+
+@final
+class PriorityPolicy:
+    """Failover order: lowest ``priority`` first, ties in declaration order."""
+
+    name: PolicyName = "priority"
+
+    def __init__(self) -> None:
+        self._cache: tuple[object, list[object]] | None = None
+
+    def order(self, candidates: Sequence[C]) -> Sequence[C]:
+        # The order only changes with the provider list, so it is sorted once.
+        cache = self._cache
+        if cache is not None and cache[0] is candidates:
+            return cache[1]  # type: ignore[return-value]
+        ordered = sorted(candidates, key=lambda c: c.priority)
+        self._cache = (candidates, ordered)  # type: ignore[assignment]
+        return ordered
+
+
+@final
+class RoundRobinPolicy:
+    """Each request starts one provider further along; failover continues in turn."""
+
+    name: PolicyName = "round_robin"
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def order(self, candidates: Sequence[C]) -> Sequence[C]:
+        n = len(candidates)
+        if n == 0:
+            return candidates
+        start = self._next % n
+        self._next = start + 1
+        return [*candidates[start:], *candidates[:start]]
+
+
+@final
+class WeightedPolicy:
+    """A random order in which each provider comes first with probability weight / total.
+
+    Efraimidis-Spirakis sampling: sort by ``u ** (1 / weight)``, ``u`` uniform in (0, 1).
+    """
+
+    name: PolicyName = "weighted"
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+
+    def order(self, candidates: Sequence[C]) -> Sequence[C]:
+        rng = self._rng.random
+        keyed = [(rng() ** (1.0 / c.weight), i) for i, c in enumerate(candidates)]
+        keyed.sort(reverse=True)
+        return [candidates[i] for _, i in keyed]
+
+
+@final
+class LeastBusyPolicy:
+    """Fewest requests in flight relative to capacity first; ties broken at random."""
+
+    name: PolicyName = "least_busy"
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+
+    def order(self, candidates: Sequence[C]) -> Sequence[C]:
+        rng = self._rng.random
+        return sorted(candidates, key=lambda c: (c.in_flight / c.max_concurrency, rng()))
+
+
+@final
+class LatencyPolicy:
+    """Lowest latency (EWMA of successful attempts) first.
+
+    Providers with no measurement yet go first, so each gets measured. With probability
+    ``explore`` a random provider is moved to the front, so that a provider which was slow
+    once gets measured again after it recovers.
+    """
+
+    name: PolicyName = "latency"
+
+    def __init__(self, rng: random.Random, *, explore: float = 0.05) -> None:
+        if not 0.0 <= explore <= 1.0:
+            raise ValueError(f"explore: expected a probability in [0, 1], got {explore}")
+        self._rng = rng
+        self._explore = explore
+
+    def order(self, candidates: Sequence[C]) -> Sequence[C]:
+        ordered = sorted(candidates, key=_latency_key)
+        if len(ordered) > 1 and self._rng.random() < self._explore:
+            pick = ordered.pop(self._rng.randrange(len(ordered)))
+            ordered.insert(0, pick)
+        return ordered
+
+
+def _latency_key(c: Candidate) -> float:
+    estimate = c.latency_estimate
+    return -1.0 if estimate is None else estimate
+
+
+def make_policy(name: PolicyName, rng: random.Random, *, explore: float = 0.05) -> RoutingPolicy:
+    """The policy called ``name``; randomised ones draw from ``rng`` (seed it to replay)."""
+    match name:
+        case "priority":
+            return PriorityPolicy()
+        case "round_robin":
+            return RoundRobinPolicy()
+        case "weighted":
+            return WeightedPolicy(rng)
+        case "least_busy":
+            return LeastBusyPolicy(rng)
+        case "latency":
+            return LatencyPolicy(rng, explore=explore)
+    raise ValueError(
+        f"router.policy: expected one of priority, round_robin, weighted, least_busy, "
+        f"latency; got {name!r}"
+    )

@@ -1,0 +1,356 @@
+"""The provider actor: one provider's transport behind a mailbox, a limiter and a breaker.
+
+An incarnation of the actor is a mailbox plus ``max_concurrency`` worker tasks that take jobs
+from it, so the concurrency limit holds by construction and no task is spawned per request.
+The mailbox is bounded and belongs to the incarnation: when the actor dies, the jobs still
+queued in it are dropped with their reply channels closed, and their owners fail over at
+once instead of waiting for a restart.
+
+Everything that must survive a crash (limiter buckets, breaker, latency statistics, counters)
+lives in ``ProviderSlot``, which the supervisor's child spec keeps across incarnations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import final
+
+import trio
+
+from protocols import (
+    Finish,
+    LLMProvider,
+    Overloaded,
+    ProviderUnavailable,
+    RateLimited,
+    Response,
+    ServerError,
+    StreamEvent,
+    SwitchyardError,
+    TextDelta,
+    Timeout,
+    ToolCallDelta,
+    TransportError,
+    UsageEvent,
+)
+
+from ._breaker import BreakerConfig, CircuitBreaker
+from ._health import ActorHealth, LatencySnapshot
+from ._limiter import RateLimiter
+from ._mail import AttemptFailed, Dispatch, Reply
+from ._stats import Ewma, LatencyWindow
+from ._supervisor import ActorState, ChildStatus
+
+__all__ = ["ProviderActor", "ProviderSlot", "ProviderSpec"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProviderSpec:
+    """A provider and the limits the runtime enforces for it.
+
+    ``rpm``/``tpm``: requests and tokens per minute (None: unlimited). ``max_concurrency``:
+    requests in flight at once. ``mailbox_capacity``: requests waiting beyond those (None:
+    as many as ``max_concurrency``). ``priority``: lower goes first under the priority
+    policy. ``weight``: share under the weighted policy. ``attempt_timeout_s``: the most one
+    attempt may take (a stream: until its first event). ``stream_idle_timeout_s``: the most
+    a stream may go quiet between events. ``breaker``: None takes the runtime's default.
+    """
+
+    provider: LLMProvider
+    rpm: float | None = None
+    tpm: float | None = None
+    max_concurrency: int = 64
+    mailbox_capacity: int | None = None
+    priority: int = 0
+    weight: float = 1.0
+    attempt_timeout_s: float = 60.0
+    stream_idle_timeout_s: float = 30.0
+    breaker: BreakerConfig | None = None
+
+    def __post_init__(self) -> None:
+        where = f"provider {getattr(self.provider, 'name', '?')!r}"
+        if not isinstance(self.provider, LLMProvider):
+            raise TypeError(f"{where}: expected an LLMProvider, got {type(self.provider).__name__}")
+        if not getattr(self.provider, "name", None):
+            raise ValueError(f"{where}: the provider needs a non-empty name")
+        for field in ("rpm", "tpm"):
+            value = getattr(self, field)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{where}: {field}: expected a number > 0, got {value}")
+        if self.max_concurrency < 1:
+            raise ValueError(f"{where}: max_concurrency: expected an integer >= 1")
+        if self.mailbox_capacity is not None and self.mailbox_capacity < 0:
+            raise ValueError(f"{where}: mailbox_capacity: expected an integer >= 0")
+        if not (self.weight > 0 and math.isfinite(self.weight)):
+            raise ValueError(f"{where}: weight: expected a number > 0, got {self.weight}")
+        for field in ("attempt_timeout_s", "stream_idle_timeout_s"):
+            if not getattr(self, field) > 0:
+                raise ValueError(f"{where}: {field}: expected seconds > 0")
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+
+def _is_breaker_failure(error: SwitchyardError) -> bool:
+    # Timeouts, broken connections and 5xx say the provider is unwell; 4xx say the request is.
+    return isinstance(error, Timeout | TransportError | ServerError | Overloaded)
+
+
+@final
+class ProviderSlot:
+    """The state of one provider that outlives its actor's incarnations.
+
+    The router reads it to decide where to send a request; the actor's workers update it.
+    """
+
+    __slots__ = (
+        "breaker",
+        "errors",
+        "latency",
+        "latency_ewma",
+        "limiter",
+        "mailbox",
+        "mailbox_capacity",
+        "name",
+        "in_flight",
+        "spec",
+        "status",
+        "successes",
+        "ttft",
+    )
+
+    def __init__(self, spec: ProviderSpec, *, default_breaker: BreakerConfig) -> None:
+        clock = trio.current_time
+        self.spec = spec
+        self.name = spec.name
+        self.limiter = RateLimiter(rpm=spec.rpm, tpm=spec.tpm, clock=clock)
+        self.breaker = CircuitBreaker(spec.breaker or default_breaker, clock=clock)
+        self.latency = LatencyWindow()
+        self.ttft = LatencyWindow()
+        self.latency_ewma = Ewma()
+        self.mailbox_capacity = (
+            spec.max_concurrency if spec.mailbox_capacity is None else spec.mailbox_capacity
+        )
+        self.mailbox: trio.MemorySendChannel[Dispatch] | None = None
+        self.in_flight = 0
+        self.successes = 0
+        self.errors: dict[str, int] = {}
+        # The supervisor's record of this child, attached once the supervisor exists.
+        self.status: ChildStatus | None = None
+
+    @property
+    def state(self) -> ActorState:
+        return "starting" if self.status is None else self.status.state
+
+    # Fields the routing policies read.
+    @property
+    def priority(self) -> int:
+        return self.spec.priority
+
+    @property
+    def weight(self) -> float:
+        return self.spec.weight
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.spec.max_concurrency
+
+    @property
+    def latency_estimate(self) -> float | None:
+        return self.latency_ewma.value
+
+    def record_error(self, error: SwitchyardError) -> None:
+        self.errors[error.kind] = self.errors.get(error.kind, 0) + 1
+
+    def health(self) -> ActorHealth:
+        status = self.status
+        mailbox = self.mailbox
+        depth = mailbox.statistics().current_buffer_used if mailbox is not None else 0
+        return ActorHealth(
+            name=self.name,
+            kind="provider",
+            state=self.state,
+            restarts=0 if status is None else status.restarts,
+            last_crash=None if status is None else status.last_crash,
+            last_crash_at=None if status is None else status.last_crash_at,
+            mailbox_depth=depth,
+            mailbox_capacity=self.mailbox_capacity,
+            in_flight=self.in_flight,
+            max_concurrency=self.spec.max_concurrency,
+            breaker=self.breaker.snapshot(),
+            limiter=self.limiter.snapshot(),
+            latency=_latency(self.latency),
+            ttft=_latency(self.ttft),
+            successes=self.successes,
+            errors=dict(self.errors),
+        )
+
+
+def _latency(window: LatencyWindow) -> LatencySnapshot:
+    p50 = window.percentile(50)
+    p95 = window.percentile(95)
+    return LatencySnapshot(
+        p50_ms=None if p50 is None else p50 * 1000,
+        p95_ms=None if p95 is None else p95 * 1000,
+        samples=window.count,
+    )
+
+
+@final
+class ProviderActor:
+    """Runs one provider. ``run`` is one incarnation (see the module docstring)."""
+
+    def __init__(self, slot: ProviderSlot) -> None:
+        self.slot = slot
+        self.provider = slot.spec.provider
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        slot = self.slot
+        send, receive = trio.open_memory_channel[Dispatch](slot.mailbox_capacity)
+        try:
+            async with trio.open_nursery() as nursery:
+                for _ in range(slot.spec.max_concurrency):
+                    nursery.start_soon(self._worker, receive)
+                slot.mailbox = send
+                task_status.started()
+        finally:
+            slot.mailbox = None
+            send.close()
+            _drop_queued(receive)
+
+    async def _worker(self, mailbox: trio.MemoryReceiveChannel[Dispatch]) -> None:
+        async for job in mailbox:
+            await self._serve(job)
+
+    async def _serve(self, job: Dispatch) -> None:
+        slot = self.slot
+        reply = job.reply
+        ticket = job.ticket
+        request = job.request
+        with reply:
+            if ticket.cancelled:
+                return
+            if not slot.breaker.try_acquire():
+                _deliver(reply, AttemptFailed(ProviderUnavailable("circuit open", provider=slot.name)))
+                return
+            if not slot.limiter.try_acquire(request.estimated_tokens):
+                slot.breaker.release()
+                wait = slot.limiter.wait_time(request.estimated_tokens)
+                limited = RateLimited(
+                    "local rate limit reached", retry_after=wait, provider=slot.name, status=None
+                )
+                _deliver(reply, AttemptFailed(limited))
+                return
+            slot.in_flight += 1
+            started = trio.current_time()
+            error: SwitchyardError | None = None
+            used: int | None = None
+            verdict = False
+            # One cancel scope serves both the caller's ticket and the attempt's own timeout.
+            scope = trio.CancelScope(
+                deadline=min(request.deadline, started + slot.spec.attempt_timeout_s)
+            )
+            try:
+                with scope:
+                    ticket.attach(scope)
+                    try:
+                        if request.stream:
+                            used = await self._stream(job, started, scope)
+                        else:
+                            used = await self._complete(job, started)
+                        verdict = True
+                    except SwitchyardError as exc:
+                        error = exc
+                    except trio.BrokenResourceError:
+                        return  # the owner went away mid-stream: like a cancellation
+                if scope.cancelled_caught and not ticket.cancelled:
+                    what = "the stream went quiet" if request.stream else "no answer"
+                    error = Timeout(f"{what} within the attempt timeout", provider=slot.name)
+                if error is not None:
+                    verdict = True
+                    self._failed(error)
+                    # A stream's buffer may be full: wait for room rather than drop the error.
+                    with contextlib.suppress(trio.BrokenResourceError):
+                        await reply.send(AttemptFailed(error))
+                elif verdict:
+                    slot.breaker.record_success()
+                    slot.successes += 1
+                    elapsed = trio.current_time() - started
+                    slot.latency.add(elapsed)
+                    slot.latency_ewma.update(elapsed)
+                    if used is not None:
+                        slot.limiter.reconcile(request.estimated_tokens, used)
+            finally:
+                ticket.scope = None
+                slot.in_flight -= 1
+                if not verdict:
+                    slot.breaker.release()
+
+    def _failed(self, error: SwitchyardError) -> None:
+        slot = self.slot
+        slot.record_error(error)
+        if _is_breaker_failure(error):
+            slot.breaker.record_failure()
+        else:
+            slot.breaker.record_success()
+        if isinstance(error, RateLimited) and error.retry_after and error.status is not None:
+            slot.limiter.pause_for(error.retry_after)  # the provider said so (a real 429)
+
+    async def _complete(self, job: Dispatch, started: float) -> int | None:
+        response = await self.provider.complete(job.request)
+        if not isinstance(response, Response):
+            raise TypeError(f"{self.slot.name}.complete returned {type(response).__name__}")
+        self.slot.ttft.add(trio.current_time() - started)
+        _deliver(job.reply, response)
+        return response.usage.total_tokens
+
+    async def _stream(self, job: Dispatch, started: float, scope: trio.CancelScope) -> int | None:
+        """Forward the provider's events. Returns the tokens used, if it said."""
+        slot = self.slot
+        idle = slot.spec.stream_idle_timeout_s
+        deadline = job.request.deadline
+        reply = job.reply
+        events: AsyncIterator[StreamEvent | str] = self.provider.stream(job.request)
+        used: int | None = None
+        first = True
+        try:
+            async for item in events:
+                event = TextDelta(item) if isinstance(item, str) else item
+                now = trio.current_time()
+                scope.deadline = min(deadline, now + idle)
+                if first and isinstance(event, TextDelta | ToolCallDelta):
+                    first = False
+                    slot.ttft.add(now - started)
+                if isinstance(event, UsageEvent):
+                    used = event.usage.total_tokens
+                await reply.send(event)
+                if isinstance(event, Finish):
+                    return used
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                with trio.CancelScope(shield=True):
+                    await aclose()
+        raise TransportError("the stream ended without its finish marker", provider=slot.name)
+
+
+def _deliver(reply: trio.MemorySendChannel[Reply], message: Reply) -> None:
+    try:
+        reply.send_nowait(message)
+    except trio.BrokenResourceError:
+        pass  # the owner is gone; nobody is waiting for this answer
+
+
+def _drop_queued(mailbox: trio.MemoryReceiveChannel[Dispatch]) -> None:
+    """Close the reply channel of every job still queued, so each owner fails over now."""
+    while True:
+        try:
+            job = mailbox.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+        job.reply.close()
+    mailbox.close()

@@ -1,0 +1,56 @@
+"""The runtime's configuration (everything except the providers themselves)."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from actors import BreakerConfig, PolicyName, RetryConfig, SupervisorConfig
+
+__all__ = ["RouterConfig", "RuntimeConfig"]
+
+
+class RouterConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """``policy`` orders providers; ``mailbox_capacity`` bounds dispatches waiting for the
+    router; ``latency_explore`` is the share of requests the latency policy spends
+    re-measuring a provider that is not the fastest."""
+
+    policy: PolicyName = "priority"
+    mailbox_capacity: int = 1024
+    latency_explore: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.mailbox_capacity < 1:
+            raise ValueError(
+                f"router.mailbox_capacity: expected an integer >= 1, got {self.mailbox_capacity}"
+            )
+
+
+class RuntimeConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How the runtime behaves.
+
+    ``default_timeout_s``: a request's deadline when it sets no ``timeout``.
+    ``grace_period_s``: on shutdown, how long in-flight requests may take to finish.
+    ``stream_buffer``: events buffered per streaming attempt; a slow reader slows the upstream.
+    ``seed``: seeds every random choice (jitter, weighted routing) so runs can be replayed.
+    ``log_requests``: a debug log line per attempt (off on the hot path by default).
+    """
+
+    router: RouterConfig = RouterConfig()
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    supervision: SupervisorConfig = SupervisorConfig()
+    default_timeout_s: float = 60.0
+    grace_period_s: float = 5.0
+    stream_buffer: int = 8
+    seed: int | None = None
+    log_requests: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("default_timeout_s", "grace_period_s"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)) or (name == "default_timeout_s" and value == 0):
+                raise ValueError(f"{name}: expected seconds > 0, got {value}")
+        if self.stream_buffer < 1:
+            raise ValueError(f"stream_buffer: expected an integer >= 1, got {self.stream_buffer}")

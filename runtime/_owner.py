@@ -1,0 +1,398 @@
+"""Request owners: the caller-side logic that gives every request exactly one outcome.
+
+The owner runs in the caller's own task. It holds the request's deadline and reads each
+attempt's reply channel; actors do the work and may die. Whatever happens to them, the owner
+sees a terminal message or the end of the channel, decides (retry, fail over, give up) and
+ends with exactly one outcome: a ``Response`` returned, a typed error raised, or for streams
+exactly one ``Finish`` or ``ErrorEvent``. When the caller cancels or the deadline passes, the
+owner cancels the upstream attempt through its ticket.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, final
+
+import msgspec
+import structlog
+import trio
+
+from actors import AttemptFailed, Dispatch, FailOver, GiveUp, NoRoute, Reply, RetrySame, Ticket
+from protocols import (
+    AllProvidersFailed,
+    Attempt,
+    ErrorEvent,
+    Finish,
+    ProviderUnavailable,
+    Request,
+    Response,
+    RuntimeClosed,
+    StreamEvent,
+    StreamInterrupted,
+    SwitchyardError,
+    TextDelta,
+    TextPart,
+    Timeout,
+    ToolCallDelta,
+    ToolCallPart,
+    TransportError,
+    Usage,
+    UsageEvent,
+)
+
+if TYPE_CHECKING:
+    from protocols import ContentPart
+
+    from ._runtime import Runtime
+
+__all__ = ["EventStream", "complete"]
+
+_log = structlog.get_logger("switchyard.request")
+
+
+@final
+class _Owner:
+    """Attempt bookkeeping shared by the complete and stream paths."""
+
+    __slots__ = ("attempts", "delay", "exclude", "prefer", "request", "round", "rt", "tries")
+
+    def __init__(self, rt: Runtime, request: Request) -> None:
+        self.rt = rt
+        self.request = request
+        self.attempts: list[Attempt] = []
+        self.tries: dict[str, int] = {}
+        self.exclude: frozenset[str] = frozenset()
+        self.prefer: str | None = None
+        self.delay = 0.0
+        self.round = 1
+
+    async def open_attempt(
+        self, capacity: int
+    ) -> tuple[trio.MemoryReceiveChannel[Reply], Ticket, float]:
+        """Send the next attempt to the router; returns its reply channel and ticket."""
+        if self.delay > 0:
+            await trio.sleep(self.delay)
+            self.delay = 0.0
+        send, receive = trio.open_memory_channel[Reply](capacity)
+        ticket = Ticket()
+        try:
+            await self.rt._router_inbox.send(
+                Dispatch(self.request, send, ticket, self.exclude, self.prefer)
+            )
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            send.close()
+            receive.close()
+            raise RuntimeClosed("the runtime is shutting down") from None
+        return receive, ticket, trio.current_time()
+
+    def failed(self, error: SwitchyardError, provider: str | None, started: float) -> None:
+        """Record a failed attempt and set up the next one, or raise the terminal error."""
+        now = trio.current_time()
+        name = provider or error.provider or "?"
+        self.attempts.append(Attempt(name, error, now - started))
+        if self.rt._log_requests:
+            _log.debug(
+                "attempt_failed",
+                request_id=self.request.id,
+                actor=name,
+                attempt=len(self.attempts),
+                outcome=error.kind,
+                latency_s=now - started,
+            )
+        tries = self.tries[name] = self.tries.get(name, 0) + 1
+        decision = self.rt._retry.decide(
+            error, tries_here=tries, now=now, deadline=self.request.deadline
+        )
+        match decision:
+            case RetrySame(delay=delay):
+                self.prefer = name
+                self.delay = delay
+            case FailOver():
+                self.exclude = self.exclude | {name}
+                self.prefer = None
+            case GiveUp():
+                raise error
+
+    def no_route(self, message: NoRoute) -> None:
+        """The router had nowhere to send the attempt: wait, start a new round, or give up."""
+        now = trio.current_time()
+        deadline = self.request.deadline
+        if message.retry_after is not None and now + message.retry_after < deadline:
+            self.delay = message.retry_after
+            return
+        if message.retry_after is None and self.exclude:
+            delay = self.rt._retry.next_round(round_number=self.round, now=now, deadline=deadline)
+            if delay is not None:
+                self.round += 1
+                self.exclude = frozenset()
+                self.prefer = None
+                self.delay = delay
+                return
+        raise AllProvidersFailed(self.attempts, reason=message.reason)
+
+    def timeout(self) -> Timeout:
+        tried = len(self.attempts)
+        return Timeout(f"request {self.request.id} passed its deadline after {tried} failed attempts")
+
+    def succeeded(self, provider: str, started: float) -> None:
+        if self.rt._log_requests:
+            _log.debug(
+                "attempt_ok",
+                request_id=self.request.id,
+                actor=provider,
+                attempt=len(self.attempts) + 1,
+                outcome="ok",
+                latency_s=trio.current_time() - started,
+            )
+
+
+async def complete(rt: Runtime, request: Request) -> Response:
+    """The owner of a non-streaming request."""
+    owner = _Owner(rt, request)
+    with trio.move_on_at(request.deadline):
+        while True:
+            receive, ticket, started = await owner.open_attempt(1)
+            try:
+                with receive:
+                    message: Reply | None = await receive.receive()
+            except trio.EndOfChannel:
+                message = None
+            except BaseException:
+                ticket.cancel()  # the caller went away or the deadline passed: stop upstream
+                raise
+            match message:
+                case Response():
+                    owner.succeeded(message.provider, started)
+                    return msgspec.structs.replace(
+                        message,
+                        latency=trio.current_time() - started,
+                        attempts=len(owner.attempts) + 1,
+                        request_id=request.id,
+                    )
+                case AttemptFailed(error=error):
+                    owner.failed(error, ticket.provider, started)
+                case NoRoute():
+                    owner.no_route(message)
+                case None:
+                    owner.failed(_went_down(ticket), ticket.provider, started)
+                case _:
+                    error = TransportError(f"unexpected {type(message).__name__} in a reply")
+                    owner.failed(error, ticket.provider, started)
+    raise owner.timeout()
+
+
+def _went_down(ticket: Ticket) -> ProviderUnavailable:
+    return ProviderUnavailable("the provider's actor went down mid-request", provider=ticket.provider)
+
+
+@final
+class _ToolCallBuffer:
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+
+@final
+class EventStream:
+    """The events of one streaming request; iterate with ``async for``.
+
+    Events are ``TextDelta``, ``ToolCallDelta``, ``UsageEvent``, then exactly one terminal
+    event: ``Finish`` (its ``response`` holds the assembled answer) or ``ErrorEvent``.
+    Failover before the first content event is invisible; after it, a failure is an
+    ``ErrorEvent`` whose error is ``StreamInterrupted`` carrying the delivered text.
+
+    Users get one from ``Runtime.stream``; the context manager that gives it closes it,
+    which cancels the upstream request if it is still running.
+    """
+
+    def __init__(self, owner: _Owner, *, buffer: int) -> None:
+        self._owner = owner
+        self._buffer = buffer
+        self._receive: trio.MemoryReceiveChannel[Reply] | None = None
+        self._ticket: Ticket | None = None
+        self._started = 0.0
+        self._first_content: float | None = None
+        self._ready: deque[StreamEvent] = deque()
+        self._held: list[StreamEvent] = []
+        self._text: list[str] = []
+        self._tools: dict[int, _ToolCallBuffer] = {}
+        self._usage: Usage | None = None
+        self._done = False
+        self.response: Response | None = None
+        """The assembled answer, once the stream has finished well."""
+
+    @property
+    def request_id(self) -> str:
+        return self._owner.request.id
+
+    @property
+    def delivered_text(self) -> str:
+        return "".join(self._text)
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        if self._ready:
+            return self._ready.popleft()
+        if self._done:
+            raise StopAsyncIteration
+        with trio.move_on_at(self._owner.request.deadline):
+            return await self._pump()
+        self._end_attempt(cancel=True)
+        return self._terminal(self._owner.timeout())
+
+    def close(self) -> None:
+        """Stop now; cancels the upstream request if one is running. Idempotent."""
+        self._done = True
+        self._end_attempt(cancel=True)
+
+    async def _pump(self) -> StreamEvent:
+        owner = self._owner
+        while True:
+            receive = self._receive
+            if receive is None:
+                try:
+                    receive, self._ticket, self._started = await owner.open_attempt(self._buffer)
+                except SwitchyardError as closed:
+                    return self._terminal(closed)
+                self._receive = receive
+            try:
+                message: Reply | None = await receive.receive()
+            except trio.EndOfChannel:
+                message = None
+            except BaseException:
+                self._end_attempt(cancel=True)
+                raise
+            match message:
+                case TextDelta(text=text):
+                    self._text.append(text)
+                    return self._content(message)
+                case ToolCallDelta():
+                    self._tool_delta(message)
+                    return self._content(message)
+                case UsageEvent(usage=usage):
+                    self._usage = usage
+                    if self._first_content is not None:
+                        return message
+                    self._held.append(message)  # delivered only if this attempt succeeds
+                case Finish():
+                    return self._finish(message)
+                case AttemptFailed(error=error):
+                    if (terminal := self._attempt_failed(error)) is not None:
+                        return terminal
+                case None:
+                    assert self._ticket is not None
+                    if (terminal := self._attempt_failed(_went_down(self._ticket))) is not None:
+                        return terminal
+                case NoRoute():
+                    self._end_attempt(cancel=False)
+                    try:
+                        owner.no_route(message)
+                    except SwitchyardError as final_error:
+                        return self._terminal(final_error)
+                case _:
+                    odd = TransportError(f"unexpected {type(message).__name__} in a stream")
+                    if (terminal := self._attempt_failed(odd)) is not None:
+                        return terminal
+
+    def _content(self, event: StreamEvent) -> StreamEvent:
+        if self._first_content is None:
+            self._first_content = trio.current_time()
+            if self._held:
+                self._ready.extend(self._held[1:])
+                self._ready.append(event)
+                first = self._held[0]
+                self._held.clear()
+                return first
+        return event
+
+    def _tool_delta(self, delta: ToolCallDelta) -> None:
+        buffer = self._tools.get(delta.index)
+        if buffer is None:
+            buffer = self._tools[delta.index] = _ToolCallBuffer()
+        if delta.id:
+            buffer.id = delta.id
+        if delta.name:
+            buffer.name = delta.name
+        if delta.arguments_delta:
+            buffer.arguments.append(delta.arguments_delta)
+
+    def _attempt_failed(self, error: SwitchyardError) -> StreamEvent | None:
+        ticket = self._ticket
+        provider = ticket.provider if ticket is not None else None
+        self._end_attempt(cancel=False)
+        if self._first_content is not None:
+            return self._terminal(StreamInterrupted(error, delivered_text=self.delivered_text))
+        self._held.clear()
+        self._usage = None
+        try:
+            self._owner.failed(error, provider, self._started)
+        except SwitchyardError as terminal:
+            return self._terminal(terminal)
+        return None
+
+    def _finish(self, finish: Finish) -> StreamEvent:
+        ticket = self._ticket
+        provider = ticket.provider if ticket is not None and ticket.provider else "?"
+        self._end_attempt(cancel=False)
+        try:
+            content = self._assemble()
+        except SwitchyardError as error:
+            return self._terminal(StreamInterrupted(error, delivered_text=self.delivered_text))
+        now = trio.current_time()
+        self._owner.succeeded(provider, self._started)
+        response = Response(
+            content=content,
+            finish_reason=finish.reason,
+            usage=self._usage or Usage(),
+            provider=provider,
+            model=finish.model or "",
+            latency=now - self._started,
+            ttft=None if self._first_content is None else self._first_content - self._started,
+            attempts=len(self._owner.attempts) + 1,
+            request_id=self._owner.request.id,
+        )
+        self.response = response
+        self._done = True
+        final = Finish(finish.reason, model=response.model, response=response)
+        if self._held:  # usage that came before any content (an empty answer)
+            self._ready.extend(self._held[1:])
+            self._ready.append(final)
+            first = self._held[0]
+            self._held.clear()
+            return first
+        return final
+
+    def _assemble(self) -> tuple[ContentPart, ...]:
+        parts: list[ContentPart] = []
+        if self._text:
+            parts.append(TextPart("".join(self._text)))
+        for index in sorted(self._tools):
+            buffer = self._tools[index]
+            raw = "".join(buffer.arguments) or "{}"
+            try:
+                arguments = msgspec.json.decode(raw)
+            except msgspec.DecodeError:
+                raise TransportError(
+                    f"tool call {buffer.name!r} arguments are not valid JSON"
+                ) from None
+            if not isinstance(arguments, dict):
+                raise TransportError(f"tool call {buffer.name!r} arguments are not an object")
+            parts.append(ToolCallPart(id=buffer.id, name=buffer.name, arguments=arguments))
+        return tuple(parts)
+
+    def _terminal(self, error: SwitchyardError) -> StreamEvent:
+        self._done = True
+        return ErrorEvent(error, delivered_text=self.delivered_text)
+
+    def _end_attempt(self, *, cancel: bool) -> None:
+        if cancel and self._ticket is not None:
+            self._ticket.cancel()
+        if self._receive is not None:
+            self._receive.close()
+            self._receive = None
