@@ -56,9 +56,7 @@ class TokenBucket:
 
     __slots__ = ("_capacity", "_clock", "_level", "_paused_until", "_rate", "_rpm", "_stamp")
 
-    def __init__(
-        self, rate_per_minute: float, *, clock: Clock, burst: float | None = None
-    ) -> None:
+    def __init__(self, rate_per_minute: float, *, clock: Clock, burst: float | None = None) -> None:
         if not 0.0 < rate_per_minute < math.inf:
             raise ValueError(
                 f"rate_per_minute: expected a finite number > 0, got {rate_per_minute!r}"
