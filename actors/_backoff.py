@@ -99,7 +99,7 @@ class Backoff:
         else:
             ceiling = math.ldexp(self._base, retry_number)
         jittered = self._rng.random() * ceiling
-        if retry_after is not None:
+        if retry_after is not None and retry_after > jittered:
             return retry_after
         return jittered
 

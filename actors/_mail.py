@@ -70,11 +70,13 @@ class Ticket:
 class Dispatch:
     """One attempt of ``request``, on its way to the router and then to a provider actor.
 
-    ``exclude`` names providers this request has given up on; ``prefer`` names the provider
-    to retry on, when the owner chose to retry rather than fail over.
+    ``exclude`` names providers this request has given up on. ``avoid`` names providers
+    whose actor died under this request: others go first, but as a restarted actor is a
+    fresh one, they stay a last resort. ``prefer`` names the provider to retry on, when the
+    owner chose to retry rather than fail over.
     """
 
-    __slots__ = ("exclude", "prefer", "reply", "request", "ticket")
+    __slots__ = ("avoid", "exclude", "prefer", "reply", "request", "ticket")
 
     def __init__(
         self,
@@ -83,9 +85,11 @@ class Dispatch:
         ticket: Ticket,
         exclude: frozenset[str],
         prefer: str | None,
+        avoid: frozenset[str] = frozenset(),
     ) -> None:
         self.request = request
         self.reply = reply
         self.ticket = ticket
         self.exclude = exclude
         self.prefer = prefer
+        self.avoid = avoid

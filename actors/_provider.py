@@ -110,13 +110,13 @@ class ProviderSlot:
     __slots__ = (
         "breaker",
         "errors",
+        "in_flight",
         "latency",
         "latency_ewma",
         "limiter",
         "mailbox",
         "mailbox_capacity",
         "name",
-        "in_flight",
         "spec",
         "status",
         "successes",
@@ -235,7 +235,9 @@ class ProviderActor:
             if ticket.cancelled:
                 return
             if not slot.breaker.try_acquire():
-                _deliver(reply, AttemptFailed(ProviderUnavailable("circuit open", provider=slot.name)))
+                _deliver(
+                    reply, AttemptFailed(ProviderUnavailable("circuit open", provider=slot.name))
+                )
                 return
             if not slot.limiter.try_acquire(request.estimated_tokens):
                 slot.breaker.release()

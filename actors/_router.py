@@ -10,7 +10,7 @@ for the next incarnation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import final
+from typing import Literal, final
 
 import trio
 
@@ -46,15 +46,36 @@ class RouterActor:
 
     def route(self, dispatch: Dispatch) -> None:
         """Forward ``dispatch`` to the first eligible provider, or answer ``NoRoute``."""
-        tokens = dispatch.request.estimated_tokens
-        exclude = dispatch.exclude
         ordered = self.policy.order(self.slots)
         prefer = dispatch.prefer
         if prefer is not None:
             ordered = sorted(ordered, key=lambda s: s.name != prefer)
+        skip = dispatch.exclude | dispatch.avoid if dispatch.avoid else dispatch.exclude
+        wait = self._forward(dispatch, ordered, skip)
+        if wait is not False and dispatch.avoid:
+            # Only providers whose actor died under this request are left: try them again.
+            again = self._forward(dispatch, ordered, dispatch.exclude)
+            wait = again if again is False or wait is None else _shorter(wait, again or wait)
+        if wait is False:
+            return
+        self.rejected += 1
+        dispatch.ticket.provider = None
+        reason = "no provider can take the request now" if wait else "no eligible provider left"
+        with dispatch.reply:
+            try:
+                dispatch.reply.send_nowait(NoRoute(reason, retry_after=wait))
+            except trio.BrokenResourceError:
+                pass
+
+    def _forward(
+        self, dispatch: Dispatch, ordered: Sequence[ProviderSlot], skip: frozenset[str]
+    ) -> float | Literal[False] | None:
+        """Hand ``dispatch`` to the first eligible slot: False when done, else how long until
+        one may be eligible (None: nothing to wait for)."""
+        tokens = dispatch.request.estimated_tokens
         wait: float | None = None
         for slot in ordered:
-            if slot.name in exclude:
+            if slot.name in skip:
                 continue
             mailbox = slot.mailbox
             if mailbox is None:
@@ -77,15 +98,8 @@ class RouterActor:
                 wait = _shorter(wait, _RESTARTING_RETRY_S)  # it is going down right now
                 continue
             self.routed += 1
-            return
-        self.rejected += 1
-        dispatch.ticket.provider = None
-        reason = "no provider can take the request now" if wait else "no eligible provider left"
-        with dispatch.reply:
-            try:
-                dispatch.reply.send_nowait(NoRoute(reason, retry_after=wait))
-            except trio.BrokenResourceError:
-                pass
+            return False
+        return wait
 
     @property
     def mailbox_depth(self) -> int:

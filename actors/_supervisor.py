@@ -53,6 +53,11 @@ class SupervisorConfig(msgspec.Struct, frozen=True, kw_only=True):
     escalate: bool = False
 
     def __post_init__(self) -> None:
+        if self.strategy not in ("one_for_one", "one_for_all", "rest_for_one"):
+            raise ValueError(
+                "strategy: expected one of one_for_one, one_for_all, rest_for_one; "
+                f"got {self.strategy!r}"
+            )
         if self.max_restarts < 0:
             raise ValueError(f"max_restarts: expected an integer >= 0, got {self.max_restarts}")
         for name in ("period_s", "backoff_base_s", "backoff_max_s"):
@@ -206,7 +211,9 @@ class Supervisor:
                     task_status.started()
                 return
             child.state = "restarting"
-            _log.warning("actor_crashed", actor=child.spec.name, reason=crash, restarts=child.restarts)
+            _log.warning(
+                "actor_crashed", actor=child.spec.name, reason=crash, restarts=child.restarts
+            )
             self._restart_siblings(child)
             delay = min(
                 self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (len(times) - 1)

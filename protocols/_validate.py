@@ -51,8 +51,10 @@ def _convert_error(exc: msgspec.ValidationError, root: str) -> InvalidRequest:
 
 def coerce_messages(messages: Iterable[Message | Mapping[str, Any]]) -> tuple[Message, ...]:
     """Accept ``Message`` objects or plain dicts (``{"role": ..., "content": ...}``)."""
-    if isinstance(messages, str | bytes | Mapping):
-        raise InvalidRequest("expected a list of messages", field="messages")
+    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable):
+        raise InvalidRequest(
+            f"expected a list of messages, got {type(messages).__name__}", field="messages"
+        )
     items = list(messages)
     if not items:
         raise InvalidRequest("expected at least one message", field="messages")

@@ -1,7 +1,7 @@
 """Switchyard's runtime: open it inside your trio program and talk to it through its handle.
 
-    async with open_runtime([provider_a, provider_b]) as rt:
-        response = await rt.complete([{"role": "user", "content": "Hello"}])
+async with open_runtime([provider_a, provider_b]) as rt:
+    response = await rt.complete([{"role": "user", "content": "Hello"}])
 """
 
 from actors import ProviderSpec, RuntimeHealth

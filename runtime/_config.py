@@ -50,7 +50,9 @@ class RuntimeConfig(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         for name in ("default_timeout_s", "grace_period_s"):
             value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)) or (name == "default_timeout_s" and value == 0):
+            if not (value >= 0 and math.isfinite(value)) or (
+                name == "default_timeout_s" and value == 0
+            ):
                 raise ValueError(f"{name}: expected seconds > 0, got {value}")
         if self.stream_buffer < 1:
             raise ValueError(f"stream_buffer: expected an integer >= 1, got {self.stream_buffer}")

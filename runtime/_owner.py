@@ -55,7 +55,17 @@ _log = structlog.get_logger("switchyard.request")
 class _Owner:
     """Attempt bookkeeping shared by the complete and stream paths."""
 
-    __slots__ = ("attempts", "delay", "exclude", "prefer", "request", "round", "rt", "tries")
+    __slots__ = (
+        "attempts",
+        "avoid",
+        "delay",
+        "exclude",
+        "prefer",
+        "request",
+        "round",
+        "rt",
+        "tries",
+    )
 
     def __init__(self, rt: Runtime, request: Request) -> None:
         self.rt = rt
@@ -63,6 +73,7 @@ class _Owner:
         self.attempts: list[Attempt] = []
         self.tries: dict[str, int] = {}
         self.exclude: frozenset[str] = frozenset()
+        self.avoid: frozenset[str] = frozenset()
         self.prefer: str | None = None
         self.delay = 0.0
         self.round = 1
@@ -78,7 +89,7 @@ class _Owner:
         ticket = Ticket()
         try:
             await self.rt._router_inbox.send(
-                Dispatch(self.request, send, ticket, self.exclude, self.prefer)
+                Dispatch(self.request, send, ticket, self.exclude, self.prefer, self.avoid)
             )
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             send.close()
@@ -86,8 +97,13 @@ class _Owner:
             raise RuntimeClosed("the runtime is shutting down") from None
         return receive, ticket, trio.current_time()
 
-    def failed(self, error: SwitchyardError, provider: str | None, started: float) -> None:
-        """Record a failed attempt and set up the next one, or raise the terminal error."""
+    def failed(
+        self, error: SwitchyardError, provider: str | None, started: float, *, died: bool = False
+    ) -> None:
+        """Record a failed attempt and set up the next one, or raise the terminal error.
+
+        ``died``: the provider's actor went down under the attempt (a soft exclusion).
+        """
         now = trio.current_time()
         name = provider or error.provider or "?"
         self.attempts.append(Attempt(name, error, now - started))
@@ -109,7 +125,10 @@ class _Owner:
                 self.prefer = name
                 self.delay = delay
             case FailOver():
-                self.exclude = self.exclude | {name}
+                if died:
+                    self.avoid = self.avoid | {name}
+                else:
+                    self.exclude = self.exclude | {name}
                 self.prefer = None
             case GiveUp():
                 raise error
@@ -126,6 +145,7 @@ class _Owner:
             if delay is not None:
                 self.round += 1
                 self.exclude = frozenset()
+                self.avoid = frozenset()
                 self.prefer = None
                 self.delay = delay
                 return
@@ -133,7 +153,9 @@ class _Owner:
 
     def timeout(self) -> Timeout:
         tried = len(self.attempts)
-        return Timeout(f"request {self.request.id} passed its deadline after {tried} failed attempts")
+        return Timeout(
+            f"request {self.request.id} passed its deadline after {tried} failed attempts"
+        )
 
     def succeeded(self, provider: str, started: float) -> None:
         if self.rt._log_requests:
@@ -175,7 +197,7 @@ async def complete(rt: Runtime, request: Request) -> Response:
                 case NoRoute():
                     owner.no_route(message)
                 case None:
-                    owner.failed(_went_down(ticket), ticket.provider, started)
+                    owner.failed(_went_down(ticket), ticket.provider, started, died=True)
                 case _:
                     error = TransportError(f"unexpected {type(message).__name__} in a reply")
                     owner.failed(error, ticket.provider, started)
@@ -183,7 +205,9 @@ async def complete(rt: Runtime, request: Request) -> Response:
 
 
 def _went_down(ticket: Ticket) -> ProviderUnavailable:
-    return ProviderUnavailable("the provider's actor went down mid-request", provider=ticket.provider)
+    return ProviderUnavailable(
+        "the provider's actor went down mid-request", provider=ticket.provider
+    )
 
 
 @final
@@ -287,7 +311,8 @@ class EventStream:
                         return terminal
                 case None:
                     assert self._ticket is not None
-                    if (terminal := self._attempt_failed(_went_down(self._ticket))) is not None:
+                    died = _went_down(self._ticket)
+                    if (terminal := self._attempt_failed(died, died=True)) is not None:
                         return terminal
                 case NoRoute():
                     self._end_attempt(cancel=False)
@@ -322,7 +347,7 @@ class EventStream:
         if delta.arguments_delta:
             buffer.arguments.append(delta.arguments_delta)
 
-    def _attempt_failed(self, error: SwitchyardError) -> StreamEvent | None:
+    def _attempt_failed(self, error: SwitchyardError, *, died: bool = False) -> StreamEvent | None:
         ticket = self._ticket
         provider = ticket.provider if ticket is not None else None
         self._end_attempt(cancel=False)
@@ -331,7 +356,7 @@ class EventStream:
         self._held.clear()
         self._usage = None
         try:
-            self._owner.failed(error, provider, self._started)
+            self._owner.failed(error, provider, self._started, died=died)
         except SwitchyardError as terminal:
             return self._terminal(terminal)
         return None

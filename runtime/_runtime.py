@@ -27,13 +27,13 @@ from actors import (
     make_policy,
 )
 from protocols import (
+    ErrorEvent,
     LLMProvider,
     Message,
     Request,
     Response,
     RuntimeClosed,
     TextDelta,
-    ErrorEvent,
     build_request,
 )
 
@@ -125,8 +125,12 @@ class Runtime:
         rng = random.Random(config.seed)
         self._slots = tuple(ProviderSlot(s, default_breaker=config.breaker) for s in specs)
         self._by_name = {slot.name: slot for slot in self._slots}
-        self._retry = RetryPolicy(config.retry, rng=random.Random(rng.random()), clock=trio.current_time)
-        inbox_send, inbox_receive = trio.open_memory_channel[Dispatch](config.router.mailbox_capacity)
+        self._retry = RetryPolicy(
+            config.retry, rng=random.Random(rng.random()), clock=trio.current_time
+        )
+        inbox_send, inbox_receive = trio.open_memory_channel[Dispatch](
+            config.router.mailbox_capacity
+        )
         self._router_inbox = inbox_send
         self._router_mailbox = inbox_receive
         policy = make_policy(
@@ -189,7 +193,9 @@ class Runtime:
             self._release()
 
     @asynccontextmanager
-    async def stream_text(self, messages: MessagesIn, **options: Any) -> AsyncIterator[AsyncIterator[str]]:
+    async def stream_text(
+        self, messages: MessagesIn, **options: Any
+    ) -> AsyncIterator[AsyncIterator[str]]:
         """Stream plain text chunks. A failure raises its typed error (for a stream broken
         after some text, ``StreamInterrupted`` with ``delivered_text``)."""
         async with self.stream(messages, **options) as events:

@@ -299,14 +299,13 @@ async def test_full_mailbox_applies_backpressure_without_losing_requests(autojum
     async def one() -> None:
         done.append((await rt.complete(HI)).provider)
 
-    async with open_runtime([spec], config=config()) as rt:
-        async with trio.open_nursery() as nursery:
-            for _ in range(20):
-                nursery.start_soon(one)
-            await trio.testing.wait_all_tasks_blocked()
-            health = rt.health().actor("a")
-            assert health.in_flight == 2
-            assert health.mailbox_depth <= 2
+    async with open_runtime([spec], config=config()) as rt, trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(one)
+        await trio.testing.wait_all_tasks_blocked()
+        health = rt.health().actor("a")
+        assert health.in_flight == 2
+        assert health.mailbox_depth <= 2
     assert done == ["a"] * 20
 
 

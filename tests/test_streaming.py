@@ -105,12 +105,11 @@ async def test_cut_stream_before_content_fails_over(autojump_clock):
 
 async def test_kill_mid_stream_after_content_is_a_typed_error(autojump_clock):
     a = MockProvider(name="a", chunk_delay=1.0)
-    async with open_runtime([a], config=NO_RETRY) as rt:
-        async with rt.stream(HI) as events:
-            first = await events.__anext__()
-            assert isinstance(first, TextDelta)
-            assert rt.kill("a")
-            rest = [e async for e in events]
+    async with open_runtime([a], config=NO_RETRY) as rt, rt.stream(HI) as events:
+        first = await events.__anext__()
+        assert isinstance(first, TextDelta)
+        assert rt.kill("a")
+        rest = [e async for e in events]
     last = rest[-1]
     assert isinstance(last, ErrorEvent)
     assert isinstance(last.error, StreamInterrupted)
@@ -121,15 +120,14 @@ async def test_kill_mid_stream_after_content_is_a_typed_error(autojump_clock):
 async def test_kill_before_first_chunk_fails_over_invisibly(autojump_clock):
     a = MockProvider(name="a", latency=5.0)
     b = MockProvider(name="b")
-    async with open_runtime([a, b], config=NO_RETRY) as rt:
-        async with trio.open_nursery() as nursery:
+    async with open_runtime([a, b], config=NO_RETRY) as rt, trio.open_nursery() as nursery:
 
-            async def killer() -> None:
-                await trio.sleep(1.0)
-                rt.kill("a")
+        async def killer() -> None:
+            await trio.sleep(1.0)
+            rt.kill("a")
 
-            nursery.start_soon(killer)
-            events = await collect(rt)
+        nursery.start_soon(killer)
+        events = await collect(rt)
     assert isinstance(events[-1], Finish)
     assert events[-1].response is not None and events[-1].response.provider == "b"
 
@@ -160,13 +158,12 @@ async def test_slow_reader_slows_the_upstream_with_a_bounded_buffer(autojump_clo
     chunks = [f"{i} " for i in range(100)]
     a = MockProvider(name="a", chunks=chunks)
     config = RuntimeConfig(seed=1, stream_buffer=4)
-    async with open_runtime([a], config=config) as rt:
-        async with rt.stream(HI) as events:
-            await events.__anext__()
-            await trio.testing.wait_all_tasks_blocked()
-            # The provider is parked on a full buffer, not racing ahead into memory.
-            assert a.completed == 0
-            rest = [e async for e in events]
+    async with open_runtime([a], config=config) as rt, rt.stream(HI) as events:
+        await events.__anext__()
+        await trio.testing.wait_all_tasks_blocked()
+        # The provider is parked on a full buffer, not racing ahead into memory.
+        assert a.completed == 0
+        rest = [e async for e in events]
     assert isinstance(rest[-1], Finish)
 
 
@@ -242,9 +239,8 @@ class StrChunks(LLMProvider):
 
 
 async def test_plain_string_chunks_are_text_deltas(autojump_clock):
-    async with open_runtime([StrChunks()], config=NO_RETRY) as rt:
-        async with rt.stream_text(HI) as chunks:
-            assert [c async for c in chunks] == ["Hello, ", "world"]
+    async with open_runtime([StrChunks()], config=NO_RETRY) as rt, rt.stream_text(HI) as chunks:
+        assert [c async for c in chunks] == ["Hello, ", "world"]
 
 
 async def test_stream_going_quiet_times_out_and_fails_over(autojump_clock):

@@ -136,7 +136,9 @@ class AnthropicApi(ProviderApi):
         last: list[str] = []
         for i, msg in enumerate(messages):
             if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
-                raise ApiError("bad_request", f"messages.{i}.role: Input should be 'user' or 'assistant'")
+                raise ApiError(
+                    "bad_request", f"messages.{i}.role: Input should be 'user' or 'assistant'"
+                )
             content = msg.get("content")
             last = []
             if isinstance(content, str):
@@ -210,7 +212,11 @@ class AnthropicApi(ProviderApi):
         content: list[dict[str, Any]] = []
         if r.thinking:
             content.append(
-                {"type": "thinking", "thinking": " ".join(r.thinking), "signature": self._signature(p)}
+                {
+                    "type": "thinking",
+                    "thinking": " ".join(r.thinking),
+                    "signature": self._signature(p),
+                }
             )
         if r.kind == "tool":
             content.append(
@@ -262,7 +268,7 @@ class AnthropicApi(ProviderApi):
             deltas.append(encode({"type": "signature_delta", "signature": self._signature(p)}))
             blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
         if r.kind == "tool":
-            tool = {
+            tool: dict[str, Any] = {
                 "type": "tool_use",
                 "id": tool_call_id("toolu_", r.tool_seed),
                 "name": r.tool_name,
@@ -359,6 +365,4 @@ class AnthropicApi(ProviderApi):
             {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
             for m in names
         ]
-        return encode(
-            {"data": data, "has_more": False, "first_id": names[0], "last_id": names[-1]}
-        )
+        return encode({"data": data, "has_more": False, "first_id": names[0], "last_id": names[-1]})

@@ -486,7 +486,11 @@ def _cut(
     if fault.error_event is not None:
         kind = fault.error_kind or "overloaded"
         status = fault.status or api.status_for(kind)
-        return frames[: min(fault.error_event, body_end)], api.stream_error(kind, status, info), False
+        return (
+            frames[: min(fault.error_event, body_end)],
+            api.stream_error(kind, status, info),
+            False,
+        )
     if fault.malformed is not None:
         n = min(fault.malformed, body_end)
         victim = frames[n] if n < len(frames) else frames[-1]

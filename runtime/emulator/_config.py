@@ -18,8 +18,9 @@ class ProviderConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     ``rpm``/``tpm``: limits over a sliding ``window`` (seconds, default 60);
     ``valid_keys``: if set, only these API keys are accepted; ``faults``: a
-    standing fault (a FaultSpec or the compact header syntax); ``context_window``: input-token limit (400 past it);
-    ``models``: if set, the listed models (others get the real 404).
+    standing fault (a FaultSpec or the compact header syntax);
+    ``context_window``: input-token limit (400 past it); ``models``: if set,
+    the listed models (others get the real 404).
     """
 
     rpm: int | None = None
@@ -60,4 +61,3 @@ class EmulatorConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def load(cls, path: str | Path) -> EmulatorConfig:
         """Read a JSON config file."""
         return cls.from_json(Path(path).read_bytes())
-

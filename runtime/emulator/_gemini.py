@@ -121,7 +121,9 @@ class GeminiApi(ProviderApi):
             raise ApiError("bad_request", "Invalid JSON payload received.")
         contents = body.get("contents")
         if not isinstance(contents, list) or not contents:
-            raise ApiError("bad_request", "* GenerateContentRequest.contents: contents is not specified\n")
+            raise ApiError(
+                "bad_request", "* GenerateContentRequest.contents: contents is not specified\n"
+            )
         chars = 0
         prefix_chars = 0
         parts: list[str] = []
@@ -290,8 +292,11 @@ class GeminiApi(ProviderApi):
                         "violations": [
                             {
                                 "quotaMetric": "generativelanguage.googleapis.com/"
-                                + ("generate_content_input_token_count" if tokens
-                                   else "generate_content_requests"),
+                                + (
+                                    "generate_content_input_token_count"
+                                    if tokens
+                                    else "generate_content_requests"
+                                ),
                                 "quotaId": "GenerateContentInputTokensPerModelPerMinute"
                                 if tokens
                                 else "GenerateRequestsPerMinutePerProjectPerModel",

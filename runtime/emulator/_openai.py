@@ -97,7 +97,9 @@ class OpenAIApi(ProviderApi):
         n = len(messages)
         for i, msg in enumerate(messages):
             if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
-                raise ApiError("bad_request", f"Invalid value for 'messages[{i}]'.", param="messages")
+                raise ApiError(
+                    "bad_request", f"Invalid value for 'messages[{i}]'.", param="messages"
+                )
             texts = text_of(msg.get("content"))
             for call in msg.get("tool_calls") or ():
                 fn = call.get("function") if isinstance(call, dict) else None
@@ -263,9 +265,7 @@ class OpenAIApi(ProviderApi):
             message = message or "You have insufficient permissions for this operation."
         elif kind == "not_found":
             code = "model_not_found"
-            message = (
-                f"The model `{info.model}` does not exist or you do not have access to it."
-            )
+            message = f"The model `{info.model}` does not exist or you do not have access to it."
         elif kind == "context_length":
             code, param = "context_length_exceeded", "messages"
             message = (
@@ -339,4 +339,3 @@ class OpenAIApi(ProviderApi):
             for m in configured or self.default_models
         ]
         return encode({"object": "list", "data": data})
-

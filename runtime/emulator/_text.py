@@ -13,15 +13,71 @@ from typing import Any, Final
 
 import msgspec
 
-VOCAB: Final[tuple[str, ...]] = tuple(
-    """
-    amber anchor arrow aspen beacon birch cobalt comet copper coral crystal
-    delta ember falcon fern field forest galaxy garnet glacier granite harbor
-    hazel horizon indigo island ivory jade juniper lagoon lantern lotus maple
-    meadow meteor mist nebula north oak ocean onyx orbit pearl pine prairie
-    quartz raven reef river saffron sierra silver spruce summit thunder tide
-    timber tundra valley velvet willow zephyr
-    """.split()
+VOCAB: Final[tuple[str, ...]] = (
+    "amber",
+    "anchor",
+    "arrow",
+    "aspen",
+    "beacon",
+    "birch",
+    "cobalt",
+    "comet",
+    "copper",
+    "coral",
+    "crystal",
+    "delta",
+    "ember",
+    "falcon",
+    "fern",
+    "field",
+    "forest",
+    "galaxy",
+    "garnet",
+    "glacier",
+    "granite",
+    "harbor",
+    "hazel",
+    "horizon",
+    "indigo",
+    "island",
+    "ivory",
+    "jade",
+    "juniper",
+    "lagoon",
+    "lantern",
+    "lotus",
+    "maple",
+    "meadow",
+    "meteor",
+    "mist",
+    "nebula",
+    "north",
+    "oak",
+    "ocean",
+    "onyx",
+    "orbit",
+    "pearl",
+    "pine",
+    "prairie",
+    "quartz",
+    "raven",
+    "reef",
+    "river",
+    "saffron",
+    "sierra",
+    "silver",
+    "spruce",
+    "summit",
+    "thunder",
+    "tide",
+    "timber",
+    "tundra",
+    "valley",
+    "velvet",
+    "willow",
+    "zephyr",
+    "cedar",
+    "dune",
 )
 """The 64 words replies are built from."""
 
