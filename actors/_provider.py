@@ -26,6 +26,7 @@ from protocols import (
     Overloaded,
     ProviderUnavailable,
     RateLimited,
+    RateLimitInfo,
     Response,
     ServerError,
     StreamEvent,
@@ -128,6 +129,7 @@ class ProviderSlot:
         self.spec = spec
         self.name = spec.name
         self.limiter = RateLimiter(rpm=spec.rpm, tpm=spec.tpm, clock=clock)
+        spec.provider.listen_rate_limits(self._provider_reported)
         self.breaker = CircuitBreaker(spec.breaker or default_breaker, clock=clock)
         self.latency = LatencyWindow()
         self.ttft = LatencyWindow()
@@ -162,6 +164,14 @@ class ProviderSlot:
     @property
     def latency_estimate(self) -> float | None:
         return self.latency_ewma.value
+
+    def _provider_reported(self, info: RateLimitInfo) -> None:
+        self.limiter.update_from_headers(
+            remaining_requests=info.remaining_requests,
+            remaining_tokens=info.remaining_tokens,
+            reset_requests_s=info.reset_requests_s,
+            reset_tokens_s=info.reset_tokens_s,
+        )
 
     def record_error(self, error: SwitchyardError) -> None:
         self.errors[error.kind] = self.errors.get(error.kind, 0) + 1

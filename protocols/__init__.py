@@ -20,9 +20,18 @@ from ._errors import (
     Timeout,
     TransportError,
 )
+from ._http import Codec, HttpClientName, HttpProvider, StreamDecoder, make_http_client
 from ._json import encode_json
 from ._provider import LLMProvider
+from ._ratelimit import (
+    RateLimitInfo,
+    parse_duration,
+    parse_rate_limit_headers,
+    parse_retry_after,
+)
 from ._secret import Secret
+from ._sse import ServerSentEvent, SSEDecoder
+from ._status import error_for_status
 from ._types import (
     ContentPart,
     ErrorEvent,
@@ -54,12 +63,15 @@ __all__ = [
     "AllProvidersFailed",
     "Attempt",
     "AuthenticationError",
+    "Codec",
     "ContentFiltered",
     "ContentPart",
     "ContextLengthExceeded",
     "ErrorEvent",
     "Finish",
     "FinishReason",
+    "HttpClientName",
+    "HttpProvider",
     "ImagePart",
     "InvalidRequest",
     "LLMProvider",
@@ -70,6 +82,7 @@ __all__ = [
     "Overloaded",
     "PermissionDenied",
     "ProviderUnavailable",
+    "RateLimitInfo",
     "RateLimited",
     "Request",
     "RequestOptions",
@@ -77,8 +90,11 @@ __all__ = [
     "ResponseFormat",
     "Role",
     "RuntimeClosed",
+    "SSEDecoder",
     "Secret",
     "ServerError",
+    "ServerSentEvent",
+    "StreamDecoder",
     "StreamEvent",
     "StreamInterrupted",
     "SwitchyardError",
@@ -96,6 +112,11 @@ __all__ = [
     "build_request",
     "coerce_messages",
     "encode_json",
+    "error_for_status",
     "estimate_tokens",
+    "make_http_client",
+    "parse_duration",
     "parse_options",
+    "parse_rate_limit_headers",
+    "parse_retry_after",
 ]

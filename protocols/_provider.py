@@ -8,8 +8,9 @@ and failover belong to the actor that runs it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
+from ._ratelimit import RateLimitInfo
 from ._types import Request, Response, StreamEvent
 
 __all__ = ["LLMProvider"]
@@ -34,6 +35,7 @@ class LLMProvider(ABC):
 
     name: str
     model: str = "default"
+    _rate_limit_listener: Callable[[RateLimitInfo], None] | None = None
 
     @abstractmethod
     async def complete(self, request: Request) -> Response:
@@ -42,6 +44,11 @@ class LLMProvider(ABC):
     @abstractmethod
     def stream(self, request: Request) -> AsyncIterator[StreamEvent | str]:
         """Answer ``request`` as a stream of events (an async generator)."""
+
+    def listen_rate_limits(self, listener: Callable[[RateLimitInfo], None] | None) -> None:
+        """The runtime passes its limiter here; a provider that learns its remaining
+        budget (from rate-limit headers) reports it with ``self._rate_limit_listener``."""
+        self._rate_limit_listener = listener
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Release connections; called once when the runtime shuts down."""
