@@ -169,6 +169,9 @@ class HttpProvider(LLMProvider):
             raise Timeout(f"upstream timed out: {type(exc).__name__}", provider=self.name) from None
         except _TRANSPORT_ERRORS as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}", provider=self.name) from None
-        if sse.close():
+        for event in sse.close():
+            for unified in decoder.feed(event):
+                yield unified
+        if not sse.truncated:
             for unified in decoder.close():
                 yield unified

@@ -23,9 +23,13 @@ class ServerSentEvent(Struct, frozen=True):
 
 @final
 class SSEDecoder:
-    """``feed(bytes) -> list[ServerSentEvent]``; ``close()`` flags a truncated last event."""
+    """``feed(bytes) -> list[ServerSentEvent]``, then ``close()`` at the end of the bytes.
 
-    __slots__ = ("_buffer", "_data", "_event", "_max", "_provider")
+    After ``close()``, ``truncated`` says whether a partial event was left over (dropped,
+    as the format requires).
+    """
+
+    __slots__ = ("_buffer", "_data", "_event", "_max", "_provider", "truncated")
 
     def __init__(self, *, provider: str | None = None, max_event_bytes: int = 1 << 20) -> None:
         self._buffer = b""
@@ -33,6 +37,7 @@ class SSEDecoder:
         self._data: list[str] = []
         self._max = max_event_bytes
         self._provider = provider
+        self.truncated = False
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         buffer = self._buffer + chunk if self._buffer else chunk
@@ -64,9 +69,15 @@ class SSEDecoder:
             )
         return events
 
-    def close(self) -> bool:
-        """True if the stream ended cleanly (no partial event pending)."""
-        return not self._buffer.strip() and not self._data
+    def close(self) -> list[ServerSentEvent]:
+        """Events completed by the end of the stream (a final lone ``\r`` ends a line)."""
+        events: list[ServerSentEvent] = []
+        if self._buffer.endswith(b"\r"):
+            events = self.feed(b"\n")
+        self.truncated = bool(self._buffer.strip()) or bool(self._data)
+        self._buffer = b""
+        self._data = []
+        return events
 
     def _line(self, raw: bytes) -> ServerSentEvent | None:
         if not raw:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import jsonschema
 import msgspec
 
 from ._errors import InvalidRequest
@@ -146,10 +148,31 @@ def _check_ranges(o: RequestOptions) -> None:
     if len(set(names)) != len(names):
         raise InvalidRequest("tool names must be unique", field="tools")
     for i, tool in enumerate(o.tools):
-        if tool.parameters and tool.parameters.get("type", "object") != "object":
-            raise InvalidRequest(
-                "expected a JSON Schema with type 'object'", field=f"tools[{i}].parameters"
-            )
+        if not tool.name:
+            raise InvalidRequest("expected a non-empty name", field=f"tools[{i}].name")
+        if tool.parameters:
+            where = f"tools[{i}].parameters"
+            _check_schema(tool.parameters, where)
+            if tool.parameters.get("type", "object") != "object":
+                raise InvalidRequest("expected a JSON Schema with type 'object'", field=where)
+    if o.response_format is not None:
+        _check_schema(o.response_format.schema, "response_format.schema")
+
+
+def _check_schema(schema: dict[str, Any], where: str) -> None:
+    error = _schema_error(msgspec.json.encode(schema))
+    if error is not None:
+        raise InvalidRequest(f"not a valid JSON Schema: {error}", field=where)
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_error(encoded: bytes) -> str | None:
+    # Checking a schema costs far more than encoding it; tools repeat across requests.
+    try:
+        jsonschema.Draft202012Validator.check_schema(msgspec.json.decode(encoded))
+    except jsonschema.SchemaError as exc:
+        return exc.message
+    return None
 
 
 def estimate_tokens(messages: tuple[Message, ...], options: RequestOptions) -> int:
