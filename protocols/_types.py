@@ -132,7 +132,8 @@ class RequestOptions(Struct, frozen=True, kw_only=True):
     """Generation options. ``None`` means "the provider's default".
 
     ``timeout`` is the request's whole budget in seconds, across every retry and failover;
-    the runtime's configured default applies when it is ``None``.
+    the runtime's configured default applies when it is ``None``. ``providers``, when not
+    empty, restricts the request to those providers (failover stays among them).
     """
 
     model: str | None = None
@@ -145,6 +146,7 @@ class RequestOptions(Struct, frozen=True, kw_only=True):
     response_format: ResponseFormat | None = None
     metadata: Metadata = Metadata()
     timeout: float | None = None
+    providers: tuple[str, ...] = ()
 
 
 class Request(Struct, frozen=True, kw_only=True):

@@ -72,7 +72,7 @@ class _Owner:
         self.request = request
         self.attempts: list[Attempt] = []
         self.tries: dict[str, int] = {}
-        self.exclude: frozenset[str] = frozenset()
+        self.exclude = _initial_exclusions(rt, request)
         self.avoid: frozenset[str] = frozenset()
         self.prefer: str | None = None
         self.delay = 0.0
@@ -140,11 +140,11 @@ class _Owner:
         if message.retry_after is not None and now + message.retry_after < deadline:
             self.delay = message.retry_after
             return
-        if message.retry_after is None and self.exclude:
+        if message.retry_after is None and self.attempts:
             delay = self.rt._retry.next_round(round_number=self.round, now=now, deadline=deadline)
             if delay is not None:
                 self.round += 1
-                self.exclude = frozenset()
+                self.exclude = _initial_exclusions(self.rt, self.request)
                 self.avoid = frozenset()
                 self.prefer = None
                 self.delay = delay
@@ -167,6 +167,14 @@ class _Owner:
                 outcome="ok",
                 latency_s=trio.current_time() - started,
             )
+
+
+def _initial_exclusions(rt: Runtime, request: Request) -> frozenset[str]:
+    # A request limited to some providers starts with the others excluded.
+    allowed = request.options.providers
+    if not allowed:
+        return frozenset()
+    return frozenset(rt.provider_names) - frozenset(allowed)
 
 
 async def complete(rt: Runtime, request: Request) -> Response:
@@ -252,6 +260,11 @@ class EventStream:
     @property
     def request_id(self) -> str:
         return self._owner.request.id
+
+    @property
+    def provider(self) -> str | None:
+        """The provider of the current (or last) attempt."""
+        return None if self._ticket is None else self._ticket.provider
 
     @property
     def delivered_text(self) -> str:

@@ -28,6 +28,7 @@ from actors import (
 )
 from protocols import (
     ErrorEvent,
+    InvalidRequest,
     LLMProvider,
     Message,
     Request,
@@ -269,6 +270,12 @@ class Runtime:
             default_timeout=self.config.default_timeout_s,
             stream=stream,
         )
+        unknown = set(request.options.providers) - self._by_name.keys()
+        if unknown:
+            raise InvalidRequest(
+                f"no provider named {sorted(unknown)[0]!r}; providers: {', '.join(self._by_name)}",
+                field="providers",
+            )
         self._in_flight += 1
         self._retry.record_request()
         return request

@@ -418,3 +418,19 @@ async def test_duplicate_and_reserved_names_are_rejected():
     with pytest.raises(ValueError, match="reserved"):
         async with open_runtime([MockProvider(name="router")]):
             pass
+
+
+async def test_request_can_be_limited_to_named_providers(autojump_clock):
+    a = MockProvider(name="a", always_fail=True)
+    b = MockProvider(name="b")
+    c = MockProvider(name="c")
+    no_retry = RetryConfig(backoff=BackoffConfig(max_retries=0), max_rounds=1)
+    async with open_runtime([a, b, c], config=config(retry=no_retry)) as rt:
+        assert (await rt.complete(HI, providers=["c"])).provider == "c"
+        with pytest.raises(AllProvidersFailed) as info:
+            await rt.complete(HI, providers=["a"])
+        assert [x.provider for x in info.value.attempts] == ["a"]
+        with pytest.raises(InvalidRequest) as bad:
+            await rt.complete(HI, providers=["zz"])
+        assert bad.value.field == "providers"
+    assert b.calls == 0
