@@ -18,8 +18,8 @@ demo: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check actors runtime protocols tests examples
-	$(BIN)/ruff format --check actors runtime protocols tests examples
+	$(BIN)/ruff check actors runtime protocols tests examples bench
+	$(BIN)/ruff format --check actors runtime protocols tests examples bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -49,7 +49,9 @@ def emulator_process() -> Iterator[str]:
         process.wait(10)
 
 
-async def measure(module: object, url: str, concurrency: int, seconds: float) -> tuple[float, float, float]:
+async def measure(
+    module: object, url: str, concurrency: int, seconds: float
+) -> tuple[float, float, float]:
     limits = module.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)  # type: ignore[attr-defined]
     latencies: list[float] = []
     async with module.AsyncClient(timeout=None, limits=limits) as client:  # type: ignore[attr-defined]
@@ -89,7 +91,8 @@ def main() -> None:
                 rps, p50, p99 = trio.run(measure, module, url, concurrency, args.seconds)
                 results[name] = rps
                 print(f"{name:8} {concurrency:5} {rps:8.0f} {p50:7.2f} {p99:7.2f}")
-            print(f"{'ratio':8} {concurrency:5} {results['httpx2'] / results['httpx']:8.2f}  (httpx2/httpx)")
+            ratio = results["httpx2"] / results["httpx"]
+            print(f"{'ratio':8} {concurrency:5} {ratio:8.2f}  (httpx2/httpx)")
 
 
 if __name__ == "__main__":
