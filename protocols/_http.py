@@ -8,9 +8,11 @@ timeouts of its own; cancelling the calling task closes the upstream connection.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, Protocol
 
+import anyio
 import httpx
 import httpx2
 
@@ -31,11 +33,14 @@ _TRANSPORT_ERRORS = (
     httpx2.TransportError,
     httpx.StreamError,
     httpx2.StreamError,
+    # httpx2 can let these through on a broken TLS or half-closed connection.
+    ssl.SSLError,
+    anyio.EndOfStream,
 )
 
 
 def make_http_client(
-    name: HttpClientName = "httpx", *, max_connections: int = 100, http2: bool = False
+    name: HttpClientName = "httpx2", *, max_connections: int = 100, http2: bool = False
 ) -> Any:
     """A pooled async client with no timeouts of its own (the runtime's deadlines apply)."""
     module: Any = httpx2 if name == "httpx2" else httpx
@@ -105,7 +110,7 @@ class HttpProvider(LLMProvider):
         model: str,
         extra_headers: Mapping[str, str] | None = None,
         client: Any = None,
-        http_client: HttpClientName = "httpx",
+        http_client: HttpClientName = "httpx2",
         max_connections: int = 100,
     ) -> None:
         self.name = name
@@ -113,6 +118,7 @@ class HttpProvider(LLMProvider):
         self.codec = codec
         self.base_url = base_url.rstrip("/")
         key = api_key if isinstance(api_key, Secret) else Secret(api_key or "")
+        self._key = key
         self._headers = {"content-type": "application/json", **(extra_headers or {})}
         if key:
             self._headers.update(codec.auth_headers(key.reveal()))
@@ -128,6 +134,13 @@ class HttpProvider(LLMProvider):
         url = self.base_url + self.codec.path(request, model=model, stream=stream)
         return url, self.codec.encode(request, model=model, stream=stream)
 
+    def _transport_error(self, exc: BaseException) -> TransportError:
+        # An exception may quote a header it choked on; the key must not ride along.
+        text = str(exc)
+        if self._key and self._key.reveal() in text:
+            text = text.replace(self._key.reveal(), "***")
+        return TransportError(f"{type(exc).__name__}: {text}", provider=self.name)
+
     def _observe(self, headers: Mapping[str, str]) -> None:
         if self._rate_limit_listener is not None:
             info = parse_rate_limit_headers(headers)
@@ -142,7 +155,7 @@ class HttpProvider(LLMProvider):
         except _TIMEOUT_ERRORS as exc:
             raise Timeout(f"upstream timed out: {type(exc).__name__}", provider=self.name) from None
         except _TRANSPORT_ERRORS as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}", provider=self.name) from None
+            raise self._transport_error(exc) from None
         self._observe(response.headers)
         if response.status_code >= 300:
             raise self.codec.error(
@@ -161,14 +174,14 @@ class HttpProvider(LLMProvider):
                 if r.status_code >= 300:
                     content = await r.aread()
                     raise self.codec.error(r.status_code, r.headers, content, provider=self.name)
-                async for chunk in r.aiter_raw():
+                async for chunk in r.aiter_bytes():
                     for event in sse.feed(chunk):
                         for unified in decoder.feed(event):
                             yield unified
         except _TIMEOUT_ERRORS as exc:
             raise Timeout(f"upstream timed out: {type(exc).__name__}", provider=self.name) from None
         except _TRANSPORT_ERRORS as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}", provider=self.name) from None
+            raise self._transport_error(exc) from None
         for event in sse.close():
             for unified in decoder.feed(event):
                 yield unified

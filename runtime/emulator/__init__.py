@@ -13,7 +13,8 @@ SDK at ``emu.base_url`` (OpenAI: ``emu.base_url + "/v1"``).
 
 Auth
     Any non-empty key in the real place: OpenAI ``Authorization: Bearer``,
-    Anthropic ``x-api-key`` (or ``Authorization: Bearer``), Gemini
+    Anthropic ``x-api-key`` or ``Authorization: Bearer`` (which anthropic 2.x
+    sends its ``api_key`` as), Gemini
     ``x-goog-api-key`` or ``?key=``. ``ProviderConfig.valid_keys`` restricts it.
     Missing key: OpenAI 401, Anthropic 401 ``authentication_error``, Gemini 403
     ``PERMISSION_DENIED`` (what the real Gemini API answers); a wrong key: OpenAI
@@ -91,14 +92,17 @@ Faults: ``x-emulator-fault`` header, :meth:`Emulator.set_faults`, ``POST /_emula
         Gemini a ``data:`` event holding their ``{"error": {...}}`` object, which
         is what those APIs send and what their SDKs raise on. ``status``/``error``
         pick the error. Non-stream: an ordinary error response.
-    ``malformed=N`` after N frames one frame of broken JSON (non-stream: a
-        200 body cut in half).
+    ``malformed=N`` after N frames (at least up to the first content frame)
+        one frame of broken JSON, then end (non-stream: a 200 body cut in half).
     ``truncate=N`` send at most N frames, never the terminator (OpenAI
         ``[DONE]``, Anthropic ``message_stop``, Gemini's final chunk holding
         ``finishReason``), and end the HTTP body cleanly.
     ``rate=P,seed=K`` apply to a fraction P of requests, drawn from
         ``random.Random(K)`` (one draw per request, deterministic sequence).
     ``times=N`` apply to the next N (drawn) requests only.
+
+    A header fault keeps its ``rate``/``times`` state per distinct header value
+    (until :meth:`Emulator.reset`), so repeating one header replays one sequence.
 
     Stream frames are SSE events (message_start and ping count as frames).
     Frame counts are clamped so the terminator is never sent. If several
@@ -112,6 +116,11 @@ Rate limits (``ProviderConfig.rpm``/``tpm``, :meth:`Emulator.set_limits`)
     ``QuotaFailure`` and ``RetryInfo``) with ``retry-after`` (not Gemini). With
     limits set, OpenAI sends ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``
     and Anthropic ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}``.
+
+Config file (``python -m runtime.emulator --config FILE.json``), e.g.
+    ``{"openai": {"rpm": 60, "tpm": 40000, "faults": "status=500,rate=0.1,seed=1"},
+    "anthropic": {"valid_keys": ["ak-1"], "context_window": 200000},
+    "prompt_cache": true}`` (see :class:`EmulatorConfig`, :class:`ProviderConfig`).
 
 Control endpoints (no auth)
     ``POST /_emulator/faults`` ``{"provider": "openai"|"*", "fault": {...}|"k=v,..."|null}``,

@@ -92,9 +92,9 @@ class AnthropicApi(ProviderApi):
 
     name = "anthropic"
     default_models: ClassVar[tuple[str, ...]] = (
-        "claude-sonnet-4-5",
-        "claude-haiku-4-5",
-        "claude-opus-4-1",
+        "claude-sonnet-5",
+        "claude-haiku-5-5",
+        "claude-opus-5",
     )
 
     def __init__(self, cache: bool = False) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from email.utils import formatdate
 from typing import Any, Literal
 
@@ -12,7 +12,7 @@ import msgspec
 import trio
 
 from ._anthropic import AnthropicApi
-from ._config import PROVIDERS, EmulatorConfig, Provider
+from ._config import PROVIDERS, EmulatorConfig, Provider, ProviderConfig
 from ._faults import FaultError, FaultSpec, FaultState, parse_fault, to_fault
 from ._gemini import GeminiApi
 from ._limits import LimitStatus, RateWindow
@@ -147,22 +147,28 @@ class Emulator:
             return
         route = _route(method, path, headers)
         if route is None:
-            payload = encode({"error": {"message": f"Invalid URL ({method} {path})", "code": 404}})
+            # OpenAI's shape for an unknown route (the others answer HTML or bare 404s).
+            error = {
+                "message": f"Invalid URL ({method} {path})",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+            payload = encode({"error": error})
             await _respond(send, 404, [(b"content-type", b"application/json")], payload)
             return
-        provider, op, model = route
-        await self._provider_request(scope, headers, body, provider, op, model, send)
+        await self._provider_request(scope, headers, body, route, receive, send)
 
     async def _provider_request(
         self,
         scope: Scope,
         headers: dict[str, str],
         raw: bytes,
-        provider: Provider,
-        op: Op,
-        model: str | None,
+        route: tuple[Provider, Op, str | None],
+        receive: Receive,
         send: Send,
     ) -> None:
+        provider, op, model = route
         api = self._apis[provider]
         cfg = self.config.provider(provider)
         query = scope.get("query_string", b"").decode("latin-1")
@@ -178,14 +184,7 @@ class Emulator:
             api_key_sha256=None if key is None else key_fingerprint(key),
         )
         self._records.append(record)
-        info = ErrorInfo(model=model or "", api_key=key)
-
-        async def fail(kind: str, status: int | None = None, extra: Headers | None = None) -> None:
-            code = status or api.status_for(kind)
-            record.status = code
-            payload, more = api.error(kind, code, info)
-            out = api.json_headers + api.request_id_headers() + more + (extra or [])
-            await _respond(send, code, out, payload)
+        ex = _Exchange(api, cfg, record, ErrorInfo(model=model or "", api_key=key), send)
 
         if raw:
             try:
@@ -193,23 +192,21 @@ class Emulator:
             except msgspec.DecodeError:
                 record.body = raw.decode("utf-8", "replace")
                 if op != "models":
-                    info.message = _BAD_JSON[provider]
-                    await fail("bad_request")
+                    ex.info.message = _BAD_JSON[provider]
+                    await ex.fail("bad_request")
                     return
         if key is None:
-            await fail("missing_key")
+            await ex.fail("missing_key")
             return
         if cfg.valid_keys is not None and key not in cfg.valid_keys:
-            await fail("invalid_key")
+            await ex.fail("invalid_key")
             return
         if provider == "anthropic" and "anthropic-version" not in headers:
-            info.message = "anthropic-version: header is required"
-            await fail("bad_request")
+            ex.info.message = "anthropic-version: header is required"
+            await ex.fail("bad_request")
             return
         if op == "models":
-            record.status = 200
-            out = api.json_headers + api.request_id_headers()
-            await _respond(send, 200, out, api.models(cfg.models))
+            await ex.ok(api.models(cfg.models))
             return
 
         body = record.body
@@ -218,169 +215,76 @@ class Emulator:
         try:
             prompt = api.parse(body, model)
         except ApiError as exc:
-            info.message, info.param = exc.message, exc.param
-            await fail(exc.kind)
+            ex.info.message, ex.info.param = exc.message, exc.param
+            await ex.fail(exc.kind)
             return
-        info.model = prompt.model
+        ex.info.model = prompt.model
         if cfg.models is not None and prompt.model.removeprefix("models/") not in cfg.models:
-            await fail("not_found")
+            await ex.fail("not_found")
             return
         if op == "count":
-            record.status = 200
             n = input_tokens(prompt.chars)
             if provider == "gemini":
                 details = [{"modality": "TEXT", "tokenCount": n}]
-                payload = encode({"totalTokens": n, "promptTokensDetails": details})
+                await ex.ok(encode({"totalTokens": n, "promptTokensDetails": details}))
             else:
-                payload = encode({"input_tokens": n})
-            await _respond(send, 200, api.json_headers + api.request_id_headers(), payload)
+                await ex.ok(encode({"input_tokens": n}))
             return
         if op == "stream":
             prompt.stream = True
 
         fault = self._fault(provider, headers.get(FAULT_HEADER))
         if isinstance(fault, FaultError):
-            info.message = f"invalid {FAULT_HEADER} header: {fault}"
-            await fail("bad_request")
+            ex.info.message = f"invalid {FAULT_HEADER} header: {fault}"
+            await ex.fail("bad_request")
             return
         record.fault = fault
         reply = plan_reply(prompt)
         self._apply_cache(provider, prompt, reply)
-        info.tokens = reply.input_tokens
+        ex.info.tokens = reply.input_tokens
+        if fault is None or not (fault.latency > 0 or fault.first_token > 0 or fault.drip > 0):
+            await self._deliver(ex, prompt, reply, fault)
+            return
+        # A delayed answer stops as soon as the client goes away.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+            await self._deliver(ex, prompt, reply, fault)
+            nursery.cancel_scope.cancel()
 
+    async def _deliver(
+        self, ex: _Exchange, prompt: Prompt, reply: Reply, fault: FaultSpec | None
+    ) -> None:
+        """Everything after parsing: latency, errors, limits, then the reply."""
+        cfg = ex.cfg
         if fault is not None and fault.latency > 0:
             await trio.sleep(fault.latency)
         if cfg.context_window is not None and reply.input_tokens > cfg.context_window:
-            info.limit = cfg.context_window
-            await fail("context_length")
+            ex.info.limit = cfg.context_window
+            await ex.fail("context_length")
             return
         if fault is not None:
             kind = fault.error_kind
             if kind is not None and (fault.error_event is None or not prompt.stream):
-                await self._fail_fault(fail, api, fault, kind, info, cfg.context_window)
+                await _fail_fault(ex, fault, kind)
                 return
             if fault.error_event is not None and not prompt.stream:
-                await fail("overloaded")
+                await ex.fail("overloaded")
                 return
 
-        window = self._windows[provider]
+        window = self._windows[ex.api.name]
         extra: Headers = []
         if window.active:
             st = window.admit(trio.current_time(), reply.total_cost)
-            extra = api.limit_headers(st)
+            extra = ex.api.limit_headers(st)
             if st.exceeded is not None:
-                await self._fail_limit(fail, provider, st, info, extra)
+                await _fail_limit(ex, st, extra)
                 return
 
-        record.status = 200
+        ex.record.status = 200
         if not prompt.stream:
-            await self._send_json(send, api, prompt, reply, fault, extra)
+            await _send_json(ex, prompt, reply, fault, extra)
         else:
-            await self._send_stream(send, api, prompt, reply, fault, extra, info)
-
-    async def _fail_fault(
-        self,
-        fail: Callable[[str, int | None, Headers | None], Awaitable[None]],
-        api: ProviderApi,
-        fault: FaultSpec,
-        kind: str,
-        info: ErrorInfo,
-        context_window: int | None,
-    ) -> None:
-        extra: Headers = []
-        if fault.retry_after is not None:
-            if api.name == "gemini":
-                info.retry_after = fault.retry_after
-            else:
-                extra.append((b"retry-after", _number(fault.retry_after)))
-        if fault.retry_after_date is not None:
-            stamp = formatdate(time.time() + fault.retry_after_date, usegmt=True)
-            extra.append((b"retry-after", stamp.encode()))
-        if fault.retry_after_ms is not None:
-            extra.append((b"retry-after-ms", str(fault.retry_after_ms).encode()))
-        if kind == "context_length":
-            info.limit = context_window or 128000
-            info.tokens = max(info.tokens, info.limit + 1)
-        await fail(kind, fault.status, extra)
-
-    async def _fail_limit(
-        self,
-        fail: Callable[[str, int | None, Headers | None], Awaitable[None]],
-        provider: Provider,
-        st: LimitStatus,
-        info: ErrorInfo,
-        extra: Headers,
-    ) -> None:
-        wait = max(1, -int(-st.retry_after // 1))
-        info.limits = st
-        info.retry_after = float(wait)
-        if provider != "gemini":
-            extra = [*extra, (b"retry-after", str(wait).encode())]
-        await fail("rate_limit", None, extra)
-
-    async def _send_json(
-        self,
-        send: Send,
-        api: ProviderApi,
-        prompt: Prompt,
-        reply: Reply,
-        fault: FaultSpec | None,
-        extra: Headers,
-    ) -> None:
-        payload = api.render(prompt, reply)
-        headers = api.json_headers + api.request_id_headers() + extra
-        if fault is None:
-            await _respond(send, 200, headers, payload)
-            return
-        if fault.first_token > 0:
-            await trio.sleep(fault.first_token)
-        if fault.disconnect is not None:
-            # Promise the whole body, deliver half, then drop the connection.
-            length = str(len(payload)).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [*headers, (b"content-length", length)],
-                }
-            )
-            half = payload[: len(payload) // 2]
-            await send({"type": "http.response.body", "body": half, "more_body": True})
-            return
-        if fault.malformed is not None or fault.truncate is not None:
-            payload = payload[: len(payload) // 2]
-        await _respond(send, 200, headers, payload)
-
-    async def _send_stream(
-        self,
-        send: Send,
-        api: ProviderApi,
-        prompt: Prompt,
-        reply: Reply,
-        fault: FaultSpec | None,
-        extra: Headers,
-        info: ErrorInfo,
-    ) -> None:
-        plan = api.stream(prompt, reply)
-        headers = api.sse_headers + api.request_id_headers() + extra
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        if fault is None or not _shapes_stream(fault):
-            await send({"type": "http.response.body", "body": b"".join(plan.frames)})
-            return
-        frames, tail, abort = _cut(plan, fault, api, info)
-        for i, frame in enumerate(frames):
-            if i == plan.first_content and fault.first_token > 0:
-                await trio.sleep(fault.first_token)
-            elif i and fault.drip > 0:
-                await trio.sleep(fault.drip)
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
-        if tail:
-            await send({"type": "http.response.body", "body": tail, "more_body": True})
-        if abort:
-            # Returning without the final body message makes hypercorn close the
-            # connection mid-body: the client sees an incomplete chunked read.
-            return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await _send_stream(ex, prompt, reply, fault, extra)
 
     def _fault(self, provider: Provider, header: str | None) -> FaultSpec | FaultError | None:
         if header is not None:
@@ -453,6 +357,128 @@ class Emulator:
         await _respond(send, 200, headers, b'{"ok":true}')
 
 
+class _Exchange:
+    """One provider request being answered: what error and success replies need."""
+
+    __slots__ = ("api", "cfg", "info", "record", "send")
+
+    def __init__(
+        self,
+        api: ProviderApi,
+        cfg: ProviderConfig,
+        record: RecordedRequest,
+        info: ErrorInfo,
+        send: Send,
+    ) -> None:
+        self.api = api
+        self.cfg = cfg
+        self.record = record
+        self.info = info
+        self.send = send
+
+    async def fail(
+        self, kind: str, status: int | None = None, extra: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
+        """Answer with the provider's error for ``kind``."""
+        api = self.api
+        code = status or api.status_for(kind)
+        self.record.status = code
+        payload, more = api.error(kind, code, self.info)
+        headers = [*api.json_headers, *api.request_id_headers(), *more, *extra]
+        await _respond(self.send, code, headers, payload)
+
+    async def ok(self, payload: bytes, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        """Answer 200 with a JSON payload."""
+        self.record.status = 200
+        headers = [*self.api.json_headers, *self.api.request_id_headers(), *extra]
+        await _respond(self.send, 200, headers, payload)
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+async def _fail_fault(ex: _Exchange, fault: FaultSpec, kind: str) -> None:
+    extra: Headers = []
+    if fault.retry_after is not None:
+        if ex.api.name == "gemini":
+            ex.info.retry_after = fault.retry_after
+        else:
+            extra.append((b"retry-after", _number(fault.retry_after)))
+    if fault.retry_after_date is not None:
+        stamp = formatdate(time.time() + fault.retry_after_date, usegmt=True)
+        extra.append((b"retry-after", stamp.encode()))
+    if fault.retry_after_ms is not None:
+        extra.append((b"retry-after-ms", str(fault.retry_after_ms).encode()))
+    if kind == "context_length":
+        ex.info.limit = ex.cfg.context_window or 128000
+        ex.info.tokens = max(ex.info.tokens, ex.info.limit + 1)
+    await ex.fail(kind, fault.status, extra)
+
+
+async def _fail_limit(ex: _Exchange, st: LimitStatus, extra: Headers) -> None:
+    wait = max(1, -int(-st.retry_after // 1))
+    ex.info.limits = st
+    ex.info.retry_after = float(wait)
+    if ex.api.name != "gemini":
+        extra = [*extra, (b"retry-after", str(wait).encode())]
+    await ex.fail("rate_limit", None, extra)
+
+
+async def _send_json(
+    ex: _Exchange, prompt: Prompt, reply: Reply, fault: FaultSpec | None, extra: Headers
+) -> None:
+    payload = ex.api.render(prompt, reply)
+    if fault is None:
+        await ex.ok(payload, extra)
+        return
+    if fault.first_token > 0:
+        await trio.sleep(fault.first_token)
+    if fault.disconnect is not None:
+        # Promise the whole body, deliver half, then drop the connection.
+        headers = [
+            *ex.api.json_headers,
+            *ex.api.request_id_headers(),
+            *extra,
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        await ex.send({"type": "http.response.start", "status": 200, "headers": headers})
+        half = payload[: len(payload) // 2]
+        await ex.send({"type": "http.response.body", "body": half, "more_body": True})
+        return
+    if fault.malformed is not None or fault.truncate is not None:
+        payload = payload[: len(payload) // 2]
+    await ex.ok(payload, extra)
+
+
+async def _send_stream(
+    ex: _Exchange, prompt: Prompt, reply: Reply, fault: FaultSpec | None, extra: Headers
+) -> None:
+    api, send = ex.api, ex.send
+    plan = api.stream(prompt, reply)
+    headers = [*api.sse_headers, *api.request_id_headers(), *extra]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if fault is None or not _shapes_stream(fault):
+        await send({"type": "http.response.body", "body": b"".join(plan.frames)})
+        return
+    frames, tail, abort = _cut(plan, fault, api, ex.info)
+    for i, frame in enumerate(frames):
+        if i == plan.first_content and fault.first_token > 0:
+            await trio.sleep(fault.first_token)
+        elif i and fault.drip > 0:
+            await trio.sleep(fault.drip)
+        await send({"type": "http.response.body", "body": frame, "more_body": True})
+    if tail:
+        await send({"type": "http.response.body", "body": tail, "more_body": True})
+    if abort:
+        # Returning without the final body message makes hypercorn close the
+        # connection mid-body: the client sees an incomplete chunked read.
+        return
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 def _shapes_stream(fault: FaultSpec) -> bool:
     return (
         fault.first_token > 0
@@ -492,8 +518,9 @@ def _cut(
             False,
         )
     if fault.malformed is not None:
-        n = min(fault.malformed, body_end)
-        victim = frames[n] if n < len(frames) else frames[-1]
+        # Break a frame the client must parse (SDKs skip e.g. Anthropic pings).
+        n = min(max(fault.malformed, plan.first_content), len(frames) - 1)
+        victim = frames[n]
         sep = b"\r\n\r\n" if victim.endswith(b"\r\n\r\n") else b"\n\n"
         return frames[:n], victim[: len(victim) // 2].rstrip(b"\r\n") + sep, False
     if fault.truncate is not None:

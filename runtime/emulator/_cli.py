@@ -43,9 +43,9 @@ async def _serve(config: EmulatorConfig, host: str, port: int, access_log: bool)
         nursery.cancel_scope.cancel()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m runtime.emulator") -> int:
     """Run the emulator until SIGINT/SIGTERM; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         config = EmulatorConfig.load(args.config) if args.config else EmulatorConfig()
     except (OSError, ValueError) as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._text import (
@@ -90,7 +90,6 @@ class Reply:
     tool_seed: str = ""
     cache_read_tokens: int = 0
     cache_creation_tokens: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def visible_tokens(self) -> int:

@@ -11,11 +11,12 @@ import argparse
 import subprocess
 import sys
 import time
+from typing import Any
 
 import httpx
 import trio
 
-BODIES = {
+BODIES: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
     "openai": (
         "/v1/chat/completions",
         {"authorization": "Bearer sk-bench"},
@@ -25,7 +26,7 @@ BODIES = {
         "/v1/messages",
         {"x-api-key": "bench", "anthropic-version": "2023-06-01"},
         {
-            "model": "claude-haiku-4-5",
+            "model": "claude-haiku-5-5",
             "max_tokens": 256,
             "messages": [{"role": "user", "content": "benchmark me"}],
         },
