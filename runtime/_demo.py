@@ -1,8 +1,9 @@
 """``switchyard demo``: a mixed workload through the runtime while things go wrong.
 
-Midway it kills one provider's actor and starts an outage at another; a live table shows
-each actor's state, breaker, limiter headroom, latency, traffic and restarts, and the
-failovers as they happen. It ends with a summary.
+Everything runs on the embedded emulator of the three provider APIs, over real loopback
+HTTP, with no API keys and no network. Midway it kills one provider's actor and starts an
+outage at another; a live table shows each actor's state, breaker, limiter headroom,
+latency, traffic and restarts, and the failovers as they happen. It ends with a summary.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+import msgspec
 import structlog
 import trio
 from rich.console import Console, Group
@@ -19,12 +21,14 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from actors import ProviderSpec, RuntimeHealth, SupervisorConfig
-from protocols import ErrorEvent, Finish, ServerError, SwitchyardError
+from actors import ProviderSpec, RuntimeHealth
+from protocols import ErrorEvent, Finish, SwitchyardError
 
+from ._build import build_provider_specs, build_runtime_config
 from ._config import RuntimeConfig
+from ._embedded import EMULATED_KEYS, emulated_settings
 from ._runtime import Runtime, open_runtime
-from .testing import MockProvider
+from .emulator import EmulatorHandle, serve_emulator
 
 __all__ = ["run_demo"]
 
@@ -38,33 +42,6 @@ class _Tally:
     def note(self, line: str) -> None:
         self.events.append(line)
         del self.events[:-6]
-
-
-def _providers(seed: int) -> list[ProviderSpec]:
-    return [
-        ProviderSpec(
-            provider=MockProvider(name="openai", latency=(0.02, 0.06), seed=seed, chunk_delay=0.01),
-            rpm=3000,
-            tpm=2_000_000,
-            priority=0,
-        ),
-        ProviderSpec(
-            provider=MockProvider(
-                name="anthropic", latency=(0.03, 0.08), seed=seed + 1, chunk_delay=0.01
-            ),
-            rpm=3000,
-            tpm=2_000_000,
-            priority=1,
-        ),
-        ProviderSpec(
-            provider=MockProvider(
-                name="gemini", latency=(0.02, 0.05), seed=seed + 2, chunk_delay=0.01
-            ),
-            rpm=3000,
-            tpm=2_000_000,
-            priority=2,
-        ),
-    ]
 
 
 def _table(health: RuntimeHealth, tally: _Tally, phase: str) -> Group:
@@ -130,15 +107,31 @@ def _done(tally: _Tally, index: int, provider: str, attempts: int) -> None:
 async def _run(seed: int, requests: int, console: Console) -> _Tally:
     rng = random.Random(seed)
     tally = _Tally()
-    config = RuntimeConfig(
-        seed=seed,
-        supervision=SupervisorConfig(max_restarts=10, period_s=5.0),
-    )
-    specs = _providers(seed)
-    anthropic = specs[1].provider
-    assert isinstance(anthropic, MockProvider)
+    async with trio.open_nursery() as emulator_nursery:
+        emulator = await emulator_nursery.start(serve_emulator)
+        settings = emulated_settings(
+            emulator.base_url,
+            router={"policy": "round_robin"},
+            supervision={"max_restarts": 10, "period_s": 5.0},
+        )
+        specs = build_provider_specs(settings, EMULATED_KEYS)
+        config = msgspec.structs.replace(build_runtime_config(settings), seed=seed)
+        await _workload(specs, config, emulator, requests, tally, rng, console)
+        emulator_nursery.cancel_scope.cancel()
+    return tally
+
+
+async def _workload(
+    specs: list[ProviderSpec],
+    config: RuntimeConfig,
+    emulator: EmulatorHandle,
+    requests: int,
+    tally: _Tally,
+    rng: random.Random,
+    console: Console,
+) -> None:
     phase = "warming up"
-    async with open_runtime(specs, config=config, policy="round_robin") as rt:
+    async with open_runtime(specs, config=config) as rt:
         with Live(_table(rt.health(), tally, phase), console=console, refresh_per_second=8) as live:
             async with trio.open_nursery() as nursery:
 
@@ -156,14 +149,11 @@ async def _run(seed: int, requests: int, console: Console) -> _Tally:
                             tally.note("!! killed the openai actor")
                         if index == requests // 2:
                             phase = "anthropic outage (503s)"
-                            anthropic.always_fail = True
-                            anthropic.error = ServerError(
-                                "outage", provider="anthropic", status=503
-                            )
-                            tally.note("!! anthropic starts failing every request")
+                            emulator.set_faults("anthropic", "status=503")
+                            tally.note("!! anthropic starts answering 503 to every request")
                         if index == requests * 5 // 6:
                             phase = "anthropic recovered"
-                            anthropic.always_fail = False
+                            emulator.set_faults("anthropic", None)
                             tally.note("!! anthropic recovered")
                         clients.start_soon(_one, rt, index, tally, rng)
                         await trio.sleep(0.005)
@@ -171,6 +161,10 @@ async def _run(seed: int, requests: int, console: Console) -> _Tally:
                 live.update(_table(rt.health(), tally, phase))
                 nursery.cancel_scope.cancel()
         health = rt.health()
+    _summary(console, requests, tally, health)
+
+
+def _summary(console: Console, requests: int, tally: _Tally, health: RuntimeHealth) -> None:
     console.print()
     console.print("[bold]Summary[/bold]")
     console.print(f"  requests sent:   {requests}")
@@ -181,7 +175,6 @@ async def _run(seed: int, requests: int, console: Console) -> _Tally:
             f"  {actor.name:10} restarts={actor.restarts} ok={actor.successes} "
             f"errors={actor.errors}"
         )
-    return tally
 
 
 def run_demo(*, seed: int = 1, requests: int = 600) -> int:
