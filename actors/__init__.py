@@ -2,6 +2,7 @@
 the pure cores they are built from (token buckets, circuit breaker, back-off, retry budget,
 routing policies)."""
 
+from ._accounting import Accounting
 from ._backoff import (
     Backoff,
     BackoffConfig,
@@ -10,21 +11,29 @@ from ._backoff import (
     RetryBudgetSnapshot,
 )
 from ._breaker import BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker
+from ._budget import BudgetConfig, BudgetExceeded, BudgetGuard, BudgetStatus, Reservation
+from ._classifier import TASK_TYPES, RuleClassifier, TaskClassifier, TaskType
 from ._health import ActorHealth, LatencySnapshot, RuntimeHealth, SupervisorHealth
+from ._ledger import CostLedger, CostTotals, LedgerSnapshot
 from ._limiter import LimiterSnapshot, RateLimiter, TokenBucket
 from ._mail import AttemptFailed, Dispatch, NoRoute, Reply, Ticket
 from ._policies import (
     Candidate,
+    CostPolicy,
     LatencyPolicy,
     LeastBusyPolicy,
     PolicyName,
     PriorityPolicy,
+    QualityPolicy,
     RoundRobinPolicy,
     RoutingPolicy,
+    SpeedPolicy,
     WeightedPolicy,
     make_policy,
 )
+from ._pricing import ModelPrice, PriceBook, PriceTier
 from ._provider import ProviderActor, ProviderSlot, ProviderSpec
+from ._quality import DEFAULT_QUALITY
 from ._retry import FailOver, GiveUp, RetryConfig, RetryPolicy, RetrySame
 from ._router import RouterActor
 from ._stats import Ewma, LatencyWindow
@@ -39,6 +48,9 @@ from ._supervisor import (
 )
 
 __all__ = [
+    "DEFAULT_QUALITY",
+    "TASK_TYPES",
+    "Accounting",
     "ActorFailed",
     "ActorHealth",
     "ActorState",
@@ -48,10 +60,17 @@ __all__ = [
     "BreakerConfig",
     "BreakerSnapshot",
     "BreakerState",
+    "BudgetConfig",
+    "BudgetExceeded",
+    "BudgetGuard",
+    "BudgetStatus",
     "Candidate",
     "ChildSpec",
     "ChildStatus",
     "CircuitBreaker",
+    "CostLedger",
+    "CostPolicy",
+    "CostTotals",
     "Dispatch",
     "Ewma",
     "FailOver",
@@ -60,15 +79,21 @@ __all__ = [
     "LatencySnapshot",
     "LatencyWindow",
     "LeastBusyPolicy",
+    "LedgerSnapshot",
     "LimiterSnapshot",
+    "ModelPrice",
     "NoRoute",
     "PolicyName",
+    "PriceBook",
+    "PriceTier",
     "PriorityPolicy",
     "ProviderActor",
     "ProviderSlot",
     "ProviderSpec",
+    "QualityPolicy",
     "RateLimiter",
     "Reply",
+    "Reservation",
     "RestartStrategy",
     "RetryBudget",
     "RetryBudgetConfig",
@@ -79,10 +104,14 @@ __all__ = [
     "RoundRobinPolicy",
     "RouterActor",
     "RoutingPolicy",
+    "RuleClassifier",
     "RuntimeHealth",
+    "SpeedPolicy",
     "Supervisor",
     "SupervisorConfig",
     "SupervisorHealth",
+    "TaskClassifier",
+    "TaskType",
     "Ticket",
     "TokenBucket",
     "WeightedPolicy",

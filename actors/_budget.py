@@ -255,6 +255,11 @@ class BudgetGuard:
         _require_money(max_cost, "max_cost")
         return self._violation(provider, tenant, max_cost, self._clock()) is not None
 
+    def check(self, provider: str, tenant: str | None, max_cost: Decimal) -> BudgetExceeded | None:
+        """The error ``reserve`` would raise now, or None; reserves nothing."""
+        _require_money(max_cost, "max_cost")
+        return self._violation(provider, tenant, max_cost, self._clock())
+
     def reserve(self, *, provider: str, tenant: str | None, max_cost: Decimal) -> Reservation:
         """Hold ``max_cost`` against every budget that applies, or raise ``BudgetExceeded``
         (naming the first budget, in configuration order, that has no room)."""

@@ -8,6 +8,7 @@ from msgspec import Struct
 
 from ._backoff import RetryBudgetSnapshot
 from ._breaker import BreakerSnapshot
+from ._ledger import LedgerSnapshot
 from ._limiter import LimiterSnapshot
 from ._supervisor import ActorState, RestartStrategy
 
@@ -66,6 +67,7 @@ class RuntimeHealth(Struct, frozen=True, kw_only=True):
     supervisor: SupervisorHealth
     retry_budget: RetryBudgetSnapshot
     actors: tuple[ActorHealth, ...]
+    costs: LedgerSnapshot | None = None
 
     def actor(self, name: str) -> ActorHealth:
         for a in self.actors:

@@ -34,6 +34,8 @@ class NoRoute(Struct, frozen=True):
 
     reason: str
     retry_after: float | None = None
+    error: SwitchyardError | None = None
+    """Why, when one typed error says it (a budget that would be exceeded)."""
 
 
 Reply: TypeAlias = Response | StreamEvent | AttemptFailed | NoRoute

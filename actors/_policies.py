@@ -7,23 +7,30 @@ same order. Policies never see a request's history; the router and the owner han
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
-from typing import Literal, Protocol, TypeVar, final
+from decimal import Decimal
+from typing import Protocol, TypeAlias, TypeVar, final
+
+from protocols import Request, RoutingPolicyName
 
 __all__ = [
     "Candidate",
+    "CostPolicy",
     "LatencyPolicy",
     "LeastBusyPolicy",
     "PolicyName",
     "PriorityPolicy",
+    "QualityPolicy",
     "RoundRobinPolicy",
     "RoutingPolicy",
+    "SpeedPolicy",
     "WeightedPolicy",
     "make_policy",
 ]
 
-PolicyName = Literal["priority", "round_robin", "weighted", "least_busy", "latency"]
+PolicyName: TypeAlias = RoutingPolicyName
 
 
 class Candidate(Protocol):
@@ -41,6 +48,11 @@ class Candidate(Protocol):
     def max_concurrency(self) -> int: ...
     @property
     def latency_estimate(self) -> float | None: ...
+    @property
+    def ttft_estimate(self) -> float | None: ...
+    @property
+    def quality(self) -> float | None: ...
+    def max_cost(self, request: Request) -> Decimal | None: ...
 
 
 C = TypeVar("C", bound=Candidate)
@@ -49,7 +61,7 @@ C = TypeVar("C", bound=Candidate)
 class RoutingPolicy(Protocol):
     name: PolicyName
 
-    def order(self, candidates: Sequence[C]) -> Sequence[C]:
+    def order(self, candidates: Sequence[C], request: Request | None = None) -> Sequence[C]:
         """The candidates, most preferred first. May return the input when it is in order."""
         ...
 
@@ -63,7 +75,7 @@ class PriorityPolicy:
     def __init__(self) -> None:
         self._cache: tuple[object, list[object]] | None = None
 
-    def order(self, candidates: Sequence[C]) -> Sequence[C]:
+    def order(self, candidates: Sequence[C], request: Request | None = None) -> Sequence[C]:
         # The order only changes with the provider list, so it is sorted once.
         cache = self._cache
         if cache is not None and cache[0] is candidates:
@@ -82,7 +94,7 @@ class RoundRobinPolicy:
     def __init__(self) -> None:
         self._next = 0
 
-    def order(self, candidates: Sequence[C]) -> Sequence[C]:
+    def order(self, candidates: Sequence[C], request: Request | None = None) -> Sequence[C]:
         n = len(candidates)
         if n == 0:
             return candidates
@@ -103,7 +115,7 @@ class WeightedPolicy:
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
 
-    def order(self, candidates: Sequence[C]) -> Sequence[C]:
+    def order(self, candidates: Sequence[C], request: Request | None = None) -> Sequence[C]:
         rng = self._rng.random
         keyed = [(rng() ** (1.0 / c.weight), i) for i, c in enumerate(candidates)]
         keyed.sort(reverse=True)
@@ -119,7 +131,7 @@ class LeastBusyPolicy:
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
 
-    def order(self, candidates: Sequence[C]) -> Sequence[C]:
+    def order(self, candidates: Sequence[C], request: Request | None = None) -> Sequence[C]:
         rng = self._rng.random
         return sorted(candidates, key=lambda c: (c.in_flight / c.max_concurrency, rng()))
 
@@ -141,11 +153,85 @@ class LatencyPolicy:
         self._rng = rng
         self._explore = explore
 
-    def order(self, candidates: Sequence[C]) -> Sequence[C]:
+    def order(self, candidates: Sequence[C], request: Request | None = None) -> Sequence[C]:
         ordered = sorted(candidates, key=_latency_key)
         if len(ordered) > 1 and self._rng.random() < self._explore:
             pick = ordered.pop(self._rng.randrange(len(ordered)))
             ordered.insert(0, pick)
+        return ordered
+
+
+def _load(c: Candidate) -> float:
+    return c.in_flight / c.max_concurrency
+
+
+@final
+class CostPolicy:
+    """Cheapest first: the most this request may cost at each provider (its token estimate
+    at the provider's prices). Unpriced providers go last; equals are spread by load."""
+
+    name: PolicyName = "cost"
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+
+    def order(self, candidates: Sequence[C], request: Request | None = None) -> Sequence[C]:
+        if request is None:
+            return candidates
+        rng = self._rng.random
+
+        def key(c: C) -> tuple[float, float, float]:
+            cost = c.max_cost(request)
+            return (math.inf if cost is None else float(cost), _load(c), rng())
+
+        return sorted(candidates, key=key)
+
+
+@final
+class QualityPolicy:
+    """Highest quality score first (see ``actors._quality``); unscored last; equals are
+    spread by load."""
+
+    name: PolicyName = "quality"
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+
+    def order(self, candidates: Sequence[C], request: Request | None = None) -> Sequence[C]:
+        rng = self._rng.random
+
+        def key(c: C) -> tuple[float, float, float]:
+            quality = c.quality
+            return (math.inf if quality is None else -quality, _load(c), rng())
+
+        return sorted(candidates, key=key)
+
+
+@final
+class SpeedPolicy:
+    """Fastest first, measured from live traffic: time to first token for streams, whole
+    latency otherwise (EWMAs). Unmeasured providers go first so they get measured, and with
+    probability ``explore`` a random provider is tried first, so that one that was slow and
+    has recovered is noticed again."""
+
+    name: PolicyName = "speed"
+
+    def __init__(self, rng: random.Random, *, explore: float = 0.05) -> None:
+        if not 0.0 <= explore <= 1.0:
+            raise ValueError(f"explore: expected a probability in [0, 1], got {explore}")
+        self._rng = rng
+        self._explore = explore
+
+    def order(self, candidates: Sequence[C], request: Request | None = None) -> Sequence[C]:
+        stream = request is not None and request.stream
+
+        def key(c: C) -> float:
+            estimate = c.ttft_estimate if stream else c.latency_estimate
+            return -1.0 if estimate is None else estimate
+
+        ordered = sorted(candidates, key=key)
+        if len(ordered) > 1 and self._rng.random() < self._explore:
+            ordered.insert(0, ordered.pop(self._rng.randrange(len(ordered))))
         return ordered
 
 
@@ -167,7 +253,13 @@ def make_policy(name: PolicyName, rng: random.Random, *, explore: float = 0.05) 
             return LeastBusyPolicy(rng)
         case "latency":
             return LatencyPolicy(rng, explore=explore)
+        case "cost":
+            return CostPolicy(rng)
+        case "quality":
+            return QualityPolicy(rng)
+        case "speed":
+            return SpeedPolicy(rng, explore=explore)
     raise ValueError(
-        f"router.policy: expected one of priority, round_robin, weighted, least_busy, "
-        f"latency; got {name!r}"
+        "router.policy: expected one of priority, round_robin, weighted, least_busy, "
+        f"latency, cost, quality, speed; got {name!r}"
     )

@@ -16,8 +16,10 @@ import contextlib
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import final
 
+import msgspec
 import trio
 
 from protocols import (
@@ -27,6 +29,7 @@ from protocols import (
     ProviderUnavailable,
     RateLimited,
     RateLimitInfo,
+    Request,
     Response,
     ServerError,
     StreamEvent,
@@ -35,10 +38,13 @@ from protocols import (
     Timeout,
     ToolCallDelta,
     TransportError,
+    Usage,
     UsageEvent,
 )
 
+from ._accounting import Accounting
 from ._breaker import BreakerConfig, CircuitBreaker
+from ._budget import BudgetExceeded, Reservation
 from ._health import ActorHealth, LatencySnapshot
 from ._limiter import RateLimiter
 from ._mail import AttemptFailed, Dispatch, Reply
@@ -109,6 +115,7 @@ class ProviderSlot:
     """
 
     __slots__ = (
+        "accounting",
         "breaker",
         "errors",
         "in_flight",
@@ -122,10 +129,18 @@ class ProviderSlot:
         "status",
         "successes",
         "ttft",
+        "ttft_ewma",
     )
 
-    def __init__(self, spec: ProviderSpec, *, default_breaker: BreakerConfig) -> None:
+    def __init__(
+        self,
+        spec: ProviderSpec,
+        *,
+        default_breaker: BreakerConfig,
+        accounting: Accounting | None = None,
+    ) -> None:
         clock = trio.current_time
+        self.accounting = accounting or Accounting()
         self.spec = spec
         self.name = spec.name
         self.limiter = RateLimiter(rpm=spec.rpm, tpm=spec.tpm, clock=clock)
@@ -134,6 +149,7 @@ class ProviderSlot:
         self.latency = LatencyWindow()
         self.ttft = LatencyWindow()
         self.latency_ewma = Ewma()
+        self.ttft_ewma = Ewma()
         self.mailbox_capacity = (
             spec.max_concurrency if spec.mailbox_capacity is None else spec.mailbox_capacity
         )
@@ -164,6 +180,25 @@ class ProviderSlot:
     @property
     def latency_estimate(self) -> float | None:
         return self.latency_ewma.value
+
+    @property
+    def ttft_estimate(self) -> float | None:
+        return self.ttft_ewma.value
+
+    @property
+    def kind(self) -> str:
+        return self.spec.provider.kind
+
+    def model_for(self, request: Request) -> str:
+        return request.options.model or self.spec.provider.model
+
+    @property
+    def quality(self) -> float | None:
+        return self.accounting.quality(self.spec.provider.model)
+
+    def max_cost(self, request: Request) -> Decimal | None:
+        """The most ``request`` may cost here; None if the model has no known price."""
+        return self.accounting.max_cost(self.kind, self.model_for(request), request)
 
     def _provider_reported(self, info: RateLimitInfo) -> None:
         self.limiter.update_from_headers(
@@ -257,10 +292,23 @@ class ProviderActor:
                 )
                 _deliver(reply, AttemptFailed(limited))
                 return
+            progress = _Progress(slot.model_for(request))
+            accounting = slot.accounting
+            tenant = request.options.metadata.tenant
+            try:
+                reservation = accounting.admit(
+                    provider=slot.name, tenant=tenant, max_cost=slot.max_cost(request)
+                )
+            except BudgetExceeded as exceeded:
+                slot.breaker.release()
+                refusal: SwitchyardError = exceeded
+                if exceeded.scope == "provider":  # another provider's budget may have room
+                    refusal = ProviderUnavailable(exceeded.message, provider=slot.name)
+                _deliver(reply, AttemptFailed(refusal))
+                return
             slot.in_flight += 1
             started = trio.current_time()
             error: SwitchyardError | None = None
-            used: int | None = None
             verdict = False
             # One cancel scope serves both the caller's ticket and the attempt's own timeout.
             scope = trio.CancelScope(
@@ -271,14 +319,14 @@ class ProviderActor:
                     ticket.attach(scope)
                     try:
                         if request.stream:
-                            used = await self._stream(job, started, scope)
+                            await self._stream(job, started, scope, progress, reservation)
                         else:
-                            used = await self._complete(job, started)
+                            await self._complete(job, started, progress, reservation)
                         verdict = True
                     except SwitchyardError as exc:
                         error = exc
                     except trio.BrokenResourceError:
-                        return  # the owner went away mid-stream: like a cancellation
+                        pass  # the owner went away mid-stream: like a cancellation
                 if scope.cancelled_caught and not ticket.cancelled:
                     what = "the stream went quiet" if request.stream else "no answer"
                     error = Timeout(f"{what} within the attempt timeout", provider=slot.name)
@@ -294,13 +342,58 @@ class ProviderActor:
                     elapsed = trio.current_time() - started
                     slot.latency.add(elapsed)
                     slot.latency_ewma.update(elapsed)
-                    if used is not None:
-                        slot.limiter.reconcile(request.estimated_tokens, used)
+                    if progress.usage is not None:
+                        slot.limiter.reconcile(
+                            request.estimated_tokens, progress.usage.total_tokens
+                        )
             finally:
                 ticket.scope = None
                 slot.in_flight -= 1
                 if not verdict:
                     slot.breaker.release()
+                if not progress.settled:
+                    self._bill_unfinished(request, progress, reservation, tenant)
+
+    def _bill_unfinished(
+        self,
+        request: Request,
+        progress: _Progress,
+        reservation: Reservation | None,
+        tenant: str | None,
+    ) -> None:
+        """An attempt that ended without a settled answer: billed if output was produced."""
+        accounting = self.slot.accounting
+        if not progress.content:
+            accounting.release(reservation)
+            return
+        usage = accounting.estimated_usage(request, progress.chars, progress.usage)
+        accounting.settle(
+            reservation,
+            provider=self.slot.name,
+            kind=self.slot.kind,
+            model=progress.model,
+            tenant=tenant,
+            usage=usage,
+            billed_failure=True,
+        )
+        progress.settled = True
+
+    def _settle(
+        self,
+        request: Request,
+        progress: _Progress,
+        reservation: Reservation | None,
+        usage: Usage,
+    ) -> Decimal | None:
+        progress.settled = True
+        return self.slot.accounting.settle(
+            reservation,
+            provider=self.slot.name,
+            kind=self.slot.kind,
+            model=progress.model,
+            tenant=request.options.metadata.tenant,
+            usage=usage,
+        )
 
     def _failed(self, error: SwitchyardError) -> None:
         slot = self.slot
@@ -312,42 +405,84 @@ class ProviderActor:
         if isinstance(error, RateLimited) and error.retry_after and error.status is not None:
             slot.limiter.pause_for(error.retry_after)  # the provider said so (a real 429)
 
-    async def _complete(self, job: Dispatch, started: float) -> int | None:
+    async def _complete(
+        self, job: Dispatch, started: float, progress: _Progress, reservation: Reservation | None
+    ) -> None:
         response = await self.provider.complete(job.request)
         if not isinstance(response, Response):
             raise TypeError(f"{self.slot.name}.complete returned {type(response).__name__}")
-        self.slot.ttft.add(trio.current_time() - started)
+        elapsed = trio.current_time() - started
+        self.slot.ttft.add(elapsed)
+        self.slot.ttft_ewma.update(elapsed)
+        progress.usage = response.usage
+        progress.model = response.model or progress.model
+        cost = self._settle(job.request, progress, reservation, response.usage)
+        if cost is not None:
+            response = msgspec.structs.replace(response, cost_usd=cost)
         _deliver(job.reply, response)
-        return response.usage.total_tokens
 
-    async def _stream(self, job: Dispatch, started: float, scope: trio.CancelScope) -> int | None:
-        """Forward the provider's events. Returns the tokens used, if it said."""
+    async def _stream(
+        self,
+        job: Dispatch,
+        started: float,
+        scope: trio.CancelScope,
+        progress: _Progress,
+        reservation: Reservation | None,
+    ) -> None:
+        """Forward the provider's events; the ``Finish`` goes out with the stream's cost."""
         slot = self.slot
         idle = slot.spec.stream_idle_timeout_s
         deadline = job.request.deadline
         reply = job.reply
         events: AsyncIterator[StreamEvent | str] = self.provider.stream(job.request)
-        used: int | None = None
-        first = True
         try:
             async for item in events:
                 event = TextDelta(item) if isinstance(item, str) else item
                 now = trio.current_time()
                 scope.deadline = min(deadline, now + idle)
-                if first and isinstance(event, TextDelta | ToolCallDelta):
-                    first = False
-                    slot.ttft.add(now - started)
-                if isinstance(event, UsageEvent):
-                    used = event.usage.total_tokens
+                if isinstance(event, TextDelta):
+                    progress.chars += len(event.text)
+                    if not progress.content:
+                        progress.content = True
+                        slot.ttft.add(now - started)
+                        slot.ttft_ewma.update(now - started)
+                elif isinstance(event, ToolCallDelta):
+                    progress.chars += len(event.arguments_delta)
+                    if not progress.content:
+                        progress.content = True
+                        slot.ttft.add(now - started)
+                        slot.ttft_ewma.update(now - started)
+                elif isinstance(event, UsageEvent):
+                    progress.usage = event.usage
+                elif isinstance(event, Finish):
+                    progress.model = event.model or progress.model
+                    usage = progress.usage or Accounting.estimated_usage(
+                        job.request, progress.chars, None
+                    )
+                    cost = self._settle(job.request, progress, reservation, usage)
+                    await reply.send(msgspec.structs.replace(event, cost_usd=cost))
+                    return
                 await reply.send(event)
-                if isinstance(event, Finish):
-                    return used
         finally:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 with trio.CancelScope(shield=True):
                     await aclose()
         raise TransportError("the stream ended without its finish marker", provider=slot.name)
+
+
+@final
+class _Progress:
+    """What one attempt has produced so far, for billing it however it ends."""
+
+    __slots__ = ("chars", "content", "model", "settled", "usage")
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.usage: Usage | None = None
+        self.chars = 0
+        self.content = False
+        self.settled = False
 
 
 def _deliver(reply: trio.MemorySendChannel[Reply], message: Reply) -> None:

@@ -9,13 +9,17 @@ for the next incarnation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Literal, final
 
 import trio
 
+from protocols import Request, SwitchyardError
+
+from ._classifier import TaskClassifier, TaskType
 from ._mail import Dispatch, NoRoute
-from ._policies import RoutingPolicy
+from ._policies import PolicyName, RoutingPolicy
 from ._provider import ProviderSlot
 
 __all__ = ["RouterActor"]
@@ -27,45 +31,136 @@ _RESTARTING_RETRY_S = 0.05
 
 @final
 class RouterActor:
+    """Orders providers by policy (the runtime's, or the request's own), puts the providers
+    preferred for the request's task type first, skips those that break the request's
+    constraints or a budget, and forwards to the first eligible one."""
+
     def __init__(
         self,
         slots: Sequence[ProviderSlot],
         policy: RoutingPolicy,
         inbox: trio.MemoryReceiveChannel[Dispatch],
+        *,
+        make_policy: Callable[[PolicyName], RoutingPolicy] | None = None,
+        classifier: TaskClassifier | None = None,
+        task_routes: Mapping[TaskType, Sequence[str]] | None = None,
     ) -> None:
         self.slots = tuple(slots)
         self.policy = policy
         self.inbox = inbox
         self.routed = 0
         self.rejected = 0
+        self._make_policy = make_policy
+        self._policies: dict[PolicyName, RoutingPolicy] = {policy.name: policy}
+        self._task_routes = {task: tuple(names) for task, names in (task_routes or {}).items()}
+        self._classifier = classifier if self._task_routes else None
+        self._budgets = any(slot.accounting.budget is not None for slot in self.slots)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         async for dispatch in self.inbox:
             self.route(dispatch)
 
+    def _policy_for(self, name: PolicyName | None) -> RoutingPolicy:
+        if name is None:
+            return self.policy
+        policy = self._policies.get(name)
+        if policy is None:
+            if self._make_policy is None:
+                return self.policy
+            policy = self._policies[name] = self._make_policy(name)
+        return policy
+
     def route(self, dispatch: Dispatch) -> None:
         """Forward ``dispatch`` to the first eligible provider, or answer ``NoRoute``."""
-        ordered = self.policy.order(self.slots)
+        request = dispatch.request
+        options = request.options
+        ordered = self._policy_for(options.policy).order(self.slots, request)
+        if self._classifier is not None:
+            ordered = self._prefer_for_task(ordered, request)
         prefer = dispatch.prefer
         if prefer is not None:
             ordered = sorted(ordered, key=lambda s: s.name != prefer)
-        skip = dispatch.exclude | dispatch.avoid if dispatch.avoid else dispatch.exclude
-        wait = self._forward(dispatch, ordered, skip)
+        skip = dispatch.exclude
+        blocked: SwitchyardError | None = None
+        screened = False
+        if self._budgets or (
+            options.max_cost_usd is not None
+            or options.min_quality is not None
+            or options.max_ttft_s is not None
+        ):
+            unfit, blocked = self._screen(ordered, request)
+            screened = bool(unfit)
+            skip = skip | unfit
+        first_skip = skip | dispatch.avoid if dispatch.avoid else skip
+        wait = self._forward(dispatch, ordered, first_skip)
         if wait is not False and dispatch.avoid:
             # Only providers whose actor died under this request are left: try them again.
-            again = self._forward(dispatch, ordered, dispatch.exclude)
+            again = self._forward(dispatch, ordered, skip)
             wait = again if again is False or wait is None else _shorter(wait, again or wait)
         if wait is False:
             return
         self.rejected += 1
         dispatch.ticket.provider = None
-        reason = "no provider can take the request now" if wait else "no eligible provider left"
+        if wait:
+            reason = "no provider can take the request now"
+        elif blocked is not None:
+            reason = "every eligible provider would exceed a budget"
+        elif screened:
+            reason = "no provider meets the request's constraints"
+        else:
+            reason = "no eligible provider left"
         with dispatch.reply:
             try:
-                dispatch.reply.send_nowait(NoRoute(reason, retry_after=wait))
+                dispatch.reply.send_nowait(NoRoute(reason, retry_after=wait, error=blocked))
             except trio.BrokenResourceError:
                 pass
+
+    def _prefer_for_task(
+        self, ordered: Sequence[ProviderSlot], request: Request
+    ) -> Sequence[ProviderSlot]:
+        assert self._classifier is not None
+        preferred = self._task_routes.get(self._classifier.classify(request))
+        if not preferred:
+            return ordered
+        rank = {name: i for i, name in enumerate(preferred)}
+        last = len(rank)
+
+        def key(slot: ProviderSlot) -> int:
+            return min(rank.get(slot.name, last), rank.get(slot.model_for(request), last))
+
+        return sorted(ordered, key=key)
+
+    def _screen(
+        self, ordered: Sequence[ProviderSlot], request: Request
+    ) -> tuple[frozenset[str], SwitchyardError | None]:
+        """Providers that break the request's constraints or a budget, and the first budget
+        error met (reported when nothing else can take the request)."""
+        options = request.options
+        tenant = options.metadata.tenant
+        unfit: set[str] = set()
+        blocked: SwitchyardError | None = None
+        for slot in ordered:
+            cost = slot.max_cost(request)
+            if options.max_cost_usd is not None and (
+                cost is None or cost > Decimal(str(options.max_cost_usd))
+            ):
+                unfit.add(slot.name)
+                continue
+            if options.min_quality is not None and (
+                slot.quality is None or slot.quality < options.min_quality
+            ):
+                unfit.add(slot.name)
+                continue
+            ttft = slot.ttft_estimate
+            if options.max_ttft_s is not None and ttft is not None and ttft > options.max_ttft_s:
+                unfit.add(slot.name)
+                continue
+            exceeded = slot.accounting.over_budget(slot.name, tenant, cost)
+            if exceeded is not None:
+                unfit.add(slot.name)
+                blocked = blocked or exceeded
+        return frozenset(unfit), blocked
 
     def _forward(
         self, dispatch: Dispatch, ordered: Sequence[ProviderSlot], skip: frozenset[str]

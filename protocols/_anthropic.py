@@ -635,6 +635,7 @@ def anthropic_provider(
     # authenticate through extra_headers instead).
     headers = {"anthropic-version": API_VERSION, **(extra_headers or {})}
     return HttpProvider(
+        kind="anthropic",
         name=name,
         codec=AnthropicCodec(),
         base_url=base_url,

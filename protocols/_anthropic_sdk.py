@@ -94,6 +94,7 @@ class AnthropicSDKProvider(LLMProvider):
         codec: AnthropicCodec | None = None,
     ) -> None:
         self.name = name
+        self.kind = "anthropic"
         self.model = model
         self.codec = codec or AnthropicCodec()
         self._http: httpx2.AsyncClient | None = None

@@ -648,6 +648,7 @@ def gemini_provider(
 ) -> HttpProvider:
     """A native HTTP provider for the Gemini API at ``base_url`` (the bare host)."""
     return HttpProvider(
+        kind="gemini",
         name=name,
         codec=GeminiCodec(),
         base_url=base_url,

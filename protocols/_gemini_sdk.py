@@ -74,6 +74,7 @@ class GeminiSDKProvider(LLMProvider):
             # The SDK would fall back to GOOGLE_API_KEY / GEMINI_API_KEY from the environment.
             raise ValueError("GeminiSDKProvider needs an API key")
         self.name = name
+        self.kind = "gemini"
         self.model = model
         self._codec = GeminiCodec()
         self._sending: dict[trio.lowlevel.Task, list[Any]] = {}

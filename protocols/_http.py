@@ -112,8 +112,10 @@ class HttpProvider(LLMProvider):
         client: Any = None,
         http_client: HttpClientName = "httpx2",
         max_connections: int = 100,
+        kind: str = "custom",
     ) -> None:
         self.name = name
+        self.kind = kind
         self.model = model
         self.codec = codec
         self.base_url = base_url.rstrip("/")

@@ -727,6 +727,7 @@ def openai_provider(
     ``api_key=None`` and ``extra_headers={"api-key": KEY}``.
     """
     return HttpProvider(
+        kind="openai",
         name=name,
         codec=OpenAICodec(),
         base_url=base_url,

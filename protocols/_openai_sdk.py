@@ -73,6 +73,7 @@ class OpenAISDKProvider(LLMProvider):
         if not key:
             raise ValueError("the OpenAI SDK needs an API key")
         self.name = name
+        self.kind = "openai"
         self.model = model
         self.codec = codec or OpenAICodec()
         limits = httpx2.Limits(

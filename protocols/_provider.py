@@ -35,6 +35,8 @@ class LLMProvider(ABC):
 
     name: str
     model: str = "default"
+    kind: str = "custom"
+    """The API family, for price lookup: "openai", "anthropic", "gemini", or your own."""
     _rate_limit_listener: Callable[[RateLimitInfo], None] | None = None
 
     @abstractmethod

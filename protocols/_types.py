@@ -7,6 +7,7 @@ the codecs in this package translate to and from each provider's wire format.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal
 
 import msgspec
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
+RoutingPolicyName = Literal[
+    "priority", "round_robin", "weighted", "least_busy", "latency", "cost", "quality", "speed"
+]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
@@ -134,6 +138,9 @@ class RequestOptions(Struct, frozen=True, kw_only=True):
     ``timeout`` is the request's whole budget in seconds, across every retry and failover;
     the runtime's configured default applies when it is ``None``. ``providers``, when not
     empty, restricts the request to those providers (failover stays among them).
+
+    Routing: ``policy`` overrides the runtime's policy for this request; ``max_cost_usd``,
+    ``min_quality`` and ``max_ttft_s`` skip providers that would break them.
     """
 
     model: str | None = None
@@ -147,6 +154,10 @@ class RequestOptions(Struct, frozen=True, kw_only=True):
     metadata: Metadata = Metadata()
     timeout: float | None = None
     providers: tuple[str, ...] = ()
+    policy: RoutingPolicyName | None = None
+    max_cost_usd: float | None = None
+    min_quality: float | None = None
+    max_ttft_s: float | None = None
 
 
 class Request(Struct, frozen=True, kw_only=True):
@@ -190,7 +201,8 @@ class Response(Struct, frozen=True, kw_only=True):
     """A finished answer, whichever provider gave it.
 
     ``latency`` and ``ttft`` are seconds for the attempt that answered; ``attempts`` counts
-    every try the request took, this one included.
+    every try the request took, this one included. ``cost_usd`` is what the answering
+    attempt cost (cache and reasoning tokens priced), or None if the model has no known price.
     """
 
     content: tuple[ContentPart, ...]
@@ -202,6 +214,7 @@ class Response(Struct, frozen=True, kw_only=True):
     ttft: float | None = None
     attempts: int = 1
     request_id: str = ""
+    cost_usd: Decimal | None = None
 
     @property
     def text(self) -> str:
@@ -233,11 +246,13 @@ class UsageEvent(Struct, frozen=True, tag="usage"):
 
 
 class Finish(Struct, frozen=True, tag="finish"):
-    """The stream's end marker. The runtime fills ``response`` with the assembled answer."""
+    """The stream's end marker. The runtime fills ``response`` with the assembled answer
+    and ``cost_usd`` with what the stream cost."""
 
     reason: FinishReason
     model: str | None = None
     response: Response | None = None
+    cost_usd: Decimal | None = None
 
 
 class ErrorEvent(Struct, frozen=True, tag="error"):

@@ -6,7 +6,15 @@ import math
 
 import msgspec
 
-from actors import BreakerConfig, PolicyName, RetryConfig, SupervisorConfig
+from actors import (
+    BreakerConfig,
+    BudgetConfig,
+    ModelPrice,
+    PolicyName,
+    RetryConfig,
+    SupervisorConfig,
+    TaskType,
+)
 
 __all__ = ["RouterConfig", "RuntimeConfig"]
 
@@ -35,6 +43,12 @@ class RuntimeConfig(msgspec.Struct, frozen=True, kw_only=True):
     ``stream_buffer``: events buffered per streaming attempt; a slow reader slows the upstream.
     ``seed``: seeds every random choice (jitter, weighted routing) so runs can be replayed.
     ``log_requests``: a debug log line per attempt (off on the hot path by default).
+
+    Cost and smart routing: ``budgets`` cap spending per runtime, tenant or provider over a
+    period; ``prices`` add or override per-million-token prices (keys ``"kind:model"`` or
+    ``"model"``); ``quality`` adds or overrides quality scores per model; ``task_routes``
+    maps task types (code, math, extraction, long_context, creative, chat) to the providers
+    or models preferred for them, most preferred first.
     """
 
     router: RouterConfig = RouterConfig()
@@ -46,6 +60,10 @@ class RuntimeConfig(msgspec.Struct, frozen=True, kw_only=True):
     stream_buffer: int = 8
     seed: int | None = None
     log_requests: bool = False
+    budgets: tuple[BudgetConfig, ...] = ()
+    prices: dict[str, ModelPrice] = {}
+    quality: dict[str, float] = {}
+    task_routes: dict[TaskType, tuple[str, ...]] = {}
 
     def __post_init__(self) -> None:
         for name in ("default_timeout_s", "grace_period_s"):

@@ -149,6 +149,8 @@ class _Owner:
                 self.prefer = None
                 self.delay = delay
                 return
+        if message.error is not None and not self.attempts:
+            raise message.error
         raise AllProvidersFailed(self.attempts, reason=message.reason)
 
     def timeout(self) -> Timeout:
@@ -394,10 +396,13 @@ class EventStream:
             ttft=None if self._first_content is None else self._first_content - self._started,
             attempts=len(self._owner.attempts) + 1,
             request_id=self._owner.request.id,
+            cost_usd=finish.cost_usd,
         )
         self.response = response
         self._done = True
-        final = Finish(finish.reason, model=response.model, response=response)
+        final = Finish(
+            finish.reason, model=response.model, response=response, cost_usd=finish.cost_usd
+        )
         if self._held:  # usage that came before any content (an empty answer)
             self._ready.extend(self._held[1:])
             self._ready.append(final)

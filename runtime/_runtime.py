@@ -12,18 +12,25 @@ import msgspec
 import trio
 
 from actors import (
+    Accounting,
     ActorHealth,
+    BudgetStatus,
     ChildSpec,
     Dispatch,
+    LedgerSnapshot,
     PolicyName,
+    PriceBook,
     ProviderActor,
     ProviderSlot,
     ProviderSpec,
     RetryPolicy,
     RouterActor,
+    RoutingPolicy,
+    RuleClassifier,
     RuntimeHealth,
     Supervisor,
     SupervisorHealth,
+    TaskClassifier,
     make_policy,
 )
 from protocols import (
@@ -56,6 +63,7 @@ async def open_runtime(
     *,
     config: RuntimeConfig | None = None,
     policy: PolicyName | None = None,
+    classifier: TaskClassifier | None = None,
 ) -> AsyncIterator[Runtime]:
     """Start a runtime for ``providers`` and yield its handle.
 
@@ -64,12 +72,13 @@ async def open_runtime(
     ``config.grace_period_s`` to finish, then everything left is cancelled and each
     provider's ``aclose()`` is awaited. No task outlives the block.
 
-    ``policy`` is a shortcut for ``config.router.policy``.
+    ``policy`` is a shortcut for ``config.router.policy``. ``classifier`` maps requests to
+    task types for ``config.task_routes`` (default: ``RuleClassifier``).
     """
     config = config or RuntimeConfig()
     if policy is not None:
         config = _with_policy(config, policy)
-    runtime = Runtime(_TOKEN, providers, config)
+    runtime = Runtime(_TOKEN, providers, config, classifier)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime._supervisor.run)
@@ -108,7 +117,11 @@ class Runtime:
     """
 
     def __init__(
-        self, token: object, providers: Sequence[LLMProvider | ProviderSpec], config: RuntimeConfig
+        self,
+        token: object,
+        providers: Sequence[LLMProvider | ProviderSpec],
+        config: RuntimeConfig,
+        classifier: TaskClassifier | None = None,
     ) -> None:
         if token is not _TOKEN:
             raise TypeError("use `async with open_runtime(...) as rt`, not Runtime(...)")
@@ -124,7 +137,15 @@ class Runtime:
         self.config = config
         self._state: Literal["starting", "running", "closing", "closed"] = "starting"
         rng = random.Random(config.seed)
-        self._slots = tuple(ProviderSlot(s, default_breaker=config.breaker) for s in specs)
+        self.accounting = Accounting(
+            prices=PriceBook(config.prices),
+            budgets=config.budgets,
+            quality=config.quality,
+        )
+        self._slots = tuple(
+            ProviderSlot(s, default_breaker=config.breaker, accounting=self.accounting)
+            for s in specs
+        )
         self._by_name = {slot.name: slot for slot in self._slots}
         self._retry = RetryPolicy(
             config.retry, rng=random.Random(rng.random()), clock=trio.current_time
@@ -134,12 +155,19 @@ class Runtime:
         )
         self._router_inbox = inbox_send
         self._router_mailbox = inbox_receive
-        policy = make_policy(
-            config.router.policy,
-            random.Random(rng.random()),
-            explore=config.router.latency_explore,
+        policy_rng = random.Random(rng.random())
+
+        def policy_named(name: PolicyName) -> RoutingPolicy:
+            return make_policy(name, policy_rng, explore=config.router.latency_explore)
+
+        self._router = RouterActor(
+            self._slots,
+            policy_named(config.router.policy),
+            inbox_receive,
+            make_policy=policy_named,
+            classifier=classifier or RuleClassifier(),
+            task_routes=config.task_routes,
         )
-        self._router = RouterActor(self._slots, policy, inbox_receive)
         children = [ChildSpec(ROUTER, self._router.run)]
         children += [ChildSpec(slot.name, ProviderActor(slot).run) for slot in self._slots]
         self._supervisor = Supervisor(children, config.supervision)
@@ -247,7 +275,18 @@ class Runtime:
             ),
             retry_budget=self._retry.budget.snapshot(),
             actors=(router, *providers),
+            costs=self.costs(),
         )
+
+    def costs(self) -> LedgerSnapshot:
+        """Spending so far: totals by provider, model and tenant, unknown-cost and billed
+        failed attempts counted apart. Exact ``Decimal`` amounts."""
+        return self.accounting.ledger.snapshot()
+
+    def budgets(self) -> list[BudgetStatus]:
+        """Each budget's spend and in-flight reservations in its current period."""
+        budget = self.accounting.budget
+        return [] if budget is None else budget.status()
 
     def kill(self, name: str, reason: str = "killed on purpose") -> bool:
         """Crash actor ``name`` (a provider's name, or ``"router"``) as if it had raised.
