@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import final
 
@@ -33,11 +33,13 @@ class Accounting:
         prices: PriceBook | None = None,
         budgets: tuple[BudgetConfig, ...] = (),
         quality: Mapping[str, float] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock`` times budget periods; it should read wall-clock seconds, so that a
+        daily budget resets at midnight UTC."""
         self.prices = prices or PriceBook()
         self.ledger = CostLedger()
-        # Budget periods follow the wall clock, so a daily budget resets at midnight UTC.
-        self.budget = BudgetGuard(budgets, clock=time.time) if budgets else None
+        self.budget = BudgetGuard(budgets, clock=clock) if budgets else None
         self.quality_table = {**DEFAULT_QUALITY, **(quality or {})}
 
     @staticmethod

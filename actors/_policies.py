@@ -51,6 +51,8 @@ class Candidate(Protocol):
     @property
     def ttft_estimate(self) -> float | None: ...
     @property
+    def measured_at(self) -> float | None: ...
+    @property
     def quality(self) -> float | None: ...
     def max_cost(self, request: Request) -> Decimal | None: ...
 
@@ -210,17 +212,20 @@ class QualityPolicy:
 @final
 class SpeedPolicy:
     """Fastest first, measured from live traffic: time to first token for streams, whole
-    latency otherwise (EWMAs). Unmeasured providers go first so they get measured, and with
-    probability ``explore`` a random provider is tried first, so that one that was slow and
-    has recovered is noticed again."""
+    latency otherwise (EWMAs). Unmeasured providers go first so they get measured.
+
+    Exploration: one request in every ``1 / explore`` goes first to the provider measured
+    longest ago, so a provider that was slow and has recovered is noticed again within a
+    bounded number of requests (not left to chance).
+    """
 
     name: PolicyName = "speed"
 
     def __init__(self, rng: random.Random, *, explore: float = 0.05) -> None:
         if not 0.0 <= explore <= 1.0:
             raise ValueError(f"explore: expected a probability in [0, 1], got {explore}")
-        self._rng = rng
-        self._explore = explore
+        self._every = round(1 / explore) if explore > 0 else 0
+        self._count = 0
 
     def order(self, candidates: Sequence[C], request: Request | None = None) -> Sequence[C]:
         stream = request is not None and request.stream
@@ -230,8 +235,11 @@ class SpeedPolicy:
             return -1.0 if estimate is None else estimate
 
         ordered = sorted(candidates, key=key)
-        if len(ordered) > 1 and self._rng.random() < self._explore:
-            ordered.insert(0, ordered.pop(self._rng.randrange(len(ordered))))
+        self._count += 1
+        if self._every and self._count % self._every == 0 and len(ordered) > 1:
+            stalest = min(ordered[1:], key=lambda c: c.measured_at or -math.inf)
+            ordered.remove(stalest)
+            ordered.insert(0, stalest)
         return ordered
 
 

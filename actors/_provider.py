@@ -48,7 +48,7 @@ from ._budget import BudgetExceeded, Reservation
 from ._health import ActorHealth, LatencySnapshot
 from ._limiter import RateLimiter
 from ._mail import AttemptFailed, Dispatch, Reply
-from ._stats import Ewma, LatencyWindow
+from ._stats import DecayingAverage, LatencyWindow
 from ._supervisor import ActorState, ChildStatus
 
 __all__ = ["ProviderActor", "ProviderSlot", "ProviderSpec"]
@@ -124,6 +124,7 @@ class ProviderSlot:
         "limiter",
         "mailbox",
         "mailbox_capacity",
+        "measured_at",
         "name",
         "spec",
         "status",
@@ -148,8 +149,10 @@ class ProviderSlot:
         self.breaker = CircuitBreaker(spec.breaker or default_breaker, clock=clock)
         self.latency = LatencyWindow()
         self.ttft = LatencyWindow()
-        self.latency_ewma = Ewma()
-        self.ttft_ewma = Ewma()
+        # Speed estimates for routing: averages over about the last second of traffic.
+        self.latency_ewma = DecayingAverage()
+        self.ttft_ewma = DecayingAverage()
+        self.measured_at: float | None = None
         self.mailbox_capacity = (
             spec.max_concurrency if spec.mailbox_capacity is None else spec.mailbox_capacity
         )
@@ -333,6 +336,8 @@ class ProviderActor:
                 if error is not None:
                     verdict = True
                     self._failed(error)
+                    # Billed before the owner hears of it, so the ledger is current by then.
+                    self._bill_unfinished(request, progress, reservation, tenant)
                     # A stream's buffer may be full: wait for room rather than drop the error.
                     with contextlib.suppress(trio.BrokenResourceError):
                         await reply.send(AttemptFailed(error))
@@ -341,7 +346,8 @@ class ProviderActor:
                     slot.successes += 1
                     elapsed = trio.current_time() - started
                     slot.latency.add(elapsed)
-                    slot.latency_ewma.update(elapsed)
+                    slot.measured_at = now = trio.current_time()
+                    slot.latency_ewma.update(elapsed, now)
                     if progress.usage is not None:
                         slot.limiter.reconcile(
                             request.estimated_tokens, progress.usage.total_tokens
@@ -362,9 +368,12 @@ class ProviderActor:
         tenant: str | None,
     ) -> None:
         """An attempt that ended without a settled answer: billed if output was produced."""
+        if progress.settled:
+            return
         accounting = self.slot.accounting
         if not progress.content:
             accounting.release(reservation)
+            progress.settled = True
             return
         usage = accounting.estimated_usage(request, progress.chars, progress.usage)
         accounting.settle(
@@ -413,7 +422,7 @@ class ProviderActor:
             raise TypeError(f"{self.slot.name}.complete returned {type(response).__name__}")
         elapsed = trio.current_time() - started
         self.slot.ttft.add(elapsed)
-        self.slot.ttft_ewma.update(elapsed)
+        self.slot.ttft_ewma.update(elapsed, trio.current_time())
         progress.usage = response.usage
         progress.model = response.model or progress.model
         cost = self._settle(job.request, progress, reservation, response.usage)
@@ -445,13 +454,13 @@ class ProviderActor:
                     if not progress.content:
                         progress.content = True
                         slot.ttft.add(now - started)
-                        slot.ttft_ewma.update(now - started)
+                        slot.ttft_ewma.update(now - started, now)
                 elif isinstance(event, ToolCallDelta):
                     progress.chars += len(event.arguments_delta)
                     if not progress.content:
                         progress.content = True
                         slot.ttft.add(now - started)
-                        slot.ttft_ewma.update(now - started)
+                        slot.ttft_ewma.update(now - started, now)
                 elif isinstance(event, UsageEvent):
                     progress.usage = event.usage
                 elif isinstance(event, Finish):

@@ -101,6 +101,41 @@ class Ewma:
 
 
 @final
+class DecayingAverage:
+    """An average whose memory fades with time, not with sample count.
+
+    Each sample ``x`` at time ``now`` moves the value to ``w * value + (1 - w) * x`` with
+    ``w = exp(-(now - last) / tau_s)``: frequent samples average over about ``tau_s``
+    seconds of traffic, while a sample after a long silence (a provider re-measured by
+    exploration) mostly replaces what is stale. The first sample is taken as-is.
+    """
+
+    __slots__ = ("_last", "_tau", "_value")
+
+    def __init__(self, tau_s: float = 1.0) -> None:
+        if not (tau_s > 0 and math.isfinite(tau_s)):
+            raise ValueError(f"tau_s: expected seconds > 0, got {tau_s!r}")
+        self._tau = tau_s
+        self._value: float | None = None
+        self._last = 0.0
+
+    @property
+    def value(self) -> float | None:
+        return self._value
+
+    def update(self, x: float, now: float) -> None:
+        if x != x:
+            raise ValueError("x: expected a number, got nan")
+        v = self._value
+        if v is None:
+            self._value = x
+        else:
+            w = math.exp(-max(0.0, now - self._last) / self._tau)
+            self._value = w * v + (1.0 - w) * x
+        self._last = now
+
+
+@final
 class WindowedCounter:
     """Count of events over a sliding time window, kept in ``buckets`` fixed time buckets.
 

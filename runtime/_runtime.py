@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal, final
@@ -137,10 +138,13 @@ class Runtime:
         self.config = config
         self._state: Literal["starting", "running", "closing", "closed"] = "starting"
         rng = random.Random(config.seed)
+        # Budget periods run on the trio clock (so tests can mock it), set to wall time.
+        wall_offset = time.time() - trio.current_time()
         self.accounting = Accounting(
             prices=PriceBook(config.prices),
             budgets=config.budgets,
             quality=config.quality,
+            clock=lambda: trio.current_time() + wall_offset,
         )
         self._slots = tuple(
             ProviderSlot(s, default_breaker=config.breaker, accounting=self.accounting)
