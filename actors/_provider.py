@@ -299,8 +299,12 @@ class ProviderActor:
             accounting = slot.accounting
             tenant = request.options.metadata.tenant
             try:
-                reservation = accounting.admit(
-                    provider=slot.name, tenant=tenant, max_cost=slot.max_cost(request)
+                reservation = (
+                    None
+                    if accounting.budget is None
+                    else accounting.admit(
+                        provider=slot.name, tenant=tenant, max_cost=slot.max_cost(request)
+                    )
                 )
             except BudgetExceeded as exceeded:
                 slot.breaker.release()
