@@ -12,6 +12,7 @@ never 0, and is logged once.
 from __future__ import annotations
 
 import decimal
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -36,6 +37,7 @@ _EXACT = decimal.Context(prec=60, traps=[decimal.InvalidOperation])
 _GENAI_PROVIDER = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}
 # Model names can come from clients, so what we remember about them is bounded.
 _MAX_REMEMBERED = 4096
+_FRESH_S = 3600.0
 
 _log = structlog.get_logger("switchyard.pricing")
 
@@ -258,7 +260,7 @@ class PriceBook:
     cache-write rate are ignored, since ``Usage`` does not report them.
     """
 
-    __slots__ = ("_converted", "_found", "_now", "_overrides", "_unknown")
+    __slots__ = ("_converted", "_found", "_now", "_overrides", "_recent", "_unknown")
 
     def __init__(
         self,
@@ -275,6 +277,7 @@ class PriceBook:
         self._found: dict[tuple[str, str], gp_types.ModelInfo] = {}
         self._converted: dict[int, tuple[gp_types.ModelPrice, ModelPrice]] = {}
         self._unknown: set[tuple[str, str]] = set()
+        self._recent: dict[tuple[str, str], tuple[float, ModelPrice | None]] = {}
 
     @property
     def unknown_models(self) -> frozenset[tuple[str, str]]:
@@ -283,6 +286,18 @@ class PriceBook:
 
     def price(self, provider_kind: str, model: str) -> ModelPrice | None:
         """The model's prices, or ``None`` (logged once per pair) if nobody knows them."""
+        key = (provider_kind, model)
+        hit = self._recent.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        price = self._price(provider_kind, model)
+        if len(self._recent) < _MAX_REMEMBERED:
+            # Prices change by date (a price cut), not by the request: an hour is fresh enough.
+            self._recent[key] = (now + _FRESH_S, price)
+        return price
+
+    def _price(self, provider_kind: str, model: str) -> ModelPrice | None:
         override = self._overrides.get(f"{provider_kind}:{model}")
         if override is None:
             override = self._overrides.get(model)

@@ -53,6 +53,8 @@ class MockProvider(LLMProvider):
       range drawn from the seeded generator; ``chunk_delay``: seconds between chunks.
     * ``chunks``: the streamed text pieces; default: the reply split after each word.
     * ``text``: the reply; default: derived from the last message, so it is deterministic.
+    * ``model`` and ``kind`` ("openai", "anthropic", "gemini"...) name what it pretends to be,
+      for price lookup.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class MockProvider(LLMProvider):
         chunks: Sequence[str] | None = None,
         text: str | None = None,
         model: str = "mock-1",
+        kind: str = "custom",
     ) -> None:
         if not name:
             raise ValueError("name: expected a non-empty string")
@@ -76,6 +79,7 @@ class MockProvider(LLMProvider):
             raise ValueError(f"failure_rate: expected a probability in [0, 1], got {failure_rate}")
         self.name = name
         self.model = model
+        self.kind = kind
         self.always_fail = always_fail
         self.error = error
         self.failure_rate = failure_rate

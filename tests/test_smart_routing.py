@@ -222,22 +222,33 @@ async def test_costs_show_in_health(autojump_clock):
 
 
 async def test_cost_routing_saves_against_the_priciest_provider(autojump_clock):
-    """The simulated savings quoted in the closing note: the same workload, routed by cost
-    and always to the priciest provider (mid fails 10% of the time, cheap 5%)."""
+    """The simulated savings quoted in the closing note: one workload at real list prices
+    (genai-prices' bundled data), routed by cost, and always sent to the priciest provider.
+    The cheapest fails 5% of the time; those attempts are retried, and never billed."""
+    from runtime.testing import MockProvider as Mock
 
-    async def spend(policy: str) -> Decimal:
-        providers = trio_providers(
-            cheap={"failure_rate": 0.05, "seed": 4}, mid={"failure_rate": 0.1, "seed": 5}
-        )
+    async def spend(policy: str) -> tuple[Decimal, Counter[str]]:
+        providers = [
+            Mock(name="openai", kind="openai", model="gpt-4o-mini", failure_rate=0.05, seed=4),
+            Mock(name="gemini", kind="gemini", model="gemini-2.5-flash", seed=5),
+            Mock(name="anthropic", kind="anthropic", model="claude-sonnet-4-5", seed=6),
+        ]
+        # Priority puts the priciest (anthropic) first.
         specs = [ProviderSpec(provider=p, priority=-i) for i, p in enumerate(providers)]
-        async with open_runtime(specs, config=config(), policy=policy) as rt:
+        served: Counter[str] = Counter()
+        async with open_runtime(specs, config=RuntimeConfig(seed=1), policy=policy) as rt:
             for i in range(1000):
-                prompt = [{"role": "user", "content": "Summarise this text. " * (1 + i % 20)}]
-                await rt.complete(prompt, max_tokens=200)
-            return rt.costs().total.cost_usd
+                prompt = [{"role": "user", "content": "Summarise this text. " * (1 + i % 40)}]
+                served[(await rt.complete(prompt, max_tokens=300)).provider] += 1
+            return rt.costs().total.cost_usd, served
 
-    by_cost = await spend("cost")
-    priciest = await spend("priority")  # priority puts "dear" first
+    by_cost, cost_served = await spend("cost")
+    priciest, priciest_served = await spend("priority")
     saving = 1 - by_cost / priciest
-    print(f"\ncost routing: ${by_cost:.6f} vs priciest ${priciest:.6f}: {saving:.1%} saved")
+    print(
+        f"\ncost routing: ${by_cost:.6f} {dict(cost_served)} vs priciest ${priciest:.6f} "
+        f"{dict(priciest_served)}: {saving:.1%} saved"
+    )
+    assert priciest_served == {"anthropic": 1000}
+    assert cost_served == {"openai": 1000}  # its 5% failures are retried there
     assert saving > Decimal("0.9")
