@@ -47,6 +47,7 @@ __all__ = [
     "parse_chat_request",
     "render_chunk",
     "render_completion",
+    "render_model",
     "render_models",
     "render_usage_chunk",
 ]
@@ -244,15 +245,20 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     if isinstance(metadata, dict) or tenant:
         tags = sorted(f"{k}={v}" for k, v in (metadata or {}).items())
         options["metadata"] = {"tenant": tenant, "tags": tags}
+    stream = raw.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise _bad("expected true or false", "stream")
     stream_options = raw.get("stream_options") or {}
+    if not isinstance(stream_options, dict):
+        raise _bad("expected an object", "stream_options")
     return ChatRequest(
         model=model,
         messages=tuple(_message(m, i) for i, m in enumerate(messages)),
         options=options,
-        stream=bool(raw.get("stream", False)),
-        include_usage=bool(
-            isinstance(stream_options, dict) and stream_options.get("include_usage")
-        ),
+        stream=stream,
+        include_usage=stream and stream_options.get("include_usage") is True,
     )
 
 
@@ -341,28 +347,48 @@ def render_usage_chunk(*, completion_id: str, created: int, model: str, usage: U
     return b"data: " + msgspec.json.encode(chunk) + b"\n\n"
 
 
+def _model(model: str, owner: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": 0, "owned_by": owner}
+
+
 def render_models(models: list[tuple[str, str]]) -> bytes:
     """``GET /v1/models``: ``(id, owned_by)`` pairs."""
-    return msgspec.json.encode(
-        {
-            "object": "list",
-            "data": [
-                {"id": model, "object": "model", "created": 0, "owned_by": owner}
-                for model, owner in models
-            ],
-        }
-    )
+    return msgspec.json.encode({"object": "list", "data": [_model(*m) for m in models]})
+
+
+def render_model(model: str, owner: str) -> bytes:
+    """``GET /v1/models/{id}``: one model object."""
+    return msgspec.json.encode(_model(model, owner))
+
+
+def _shared_cause(error: SwitchyardError) -> SwitchyardError:
+    """For ``AllProvidersFailed`` whose every attempt failed alike with something about the
+    request itself (too long, filtered, invalid) or a timeout: that error, which says more
+    to the client than "every provider failed". Otherwise ``error`` itself."""
+    if not isinstance(error, AllProvidersFailed):
+        return error
+    causes = [a.error for a in error.attempts if a.error is not None]
+    if not causes or len({type(c) for c in causes}) != 1:
+        return error
+    if isinstance(causes[0], ContextLengthExceeded | ContentFiltered | InvalidRequest | Timeout):
+        return causes[0]
+    return error
 
 
 def error_status(error: SwitchyardError) -> int:
-    """The HTTP status a client should see for ``error``."""
+    """The HTTP status a client should see for ``error``.
+
+    Upstream authentication and permission failures are the gateway's own configuration
+    problem, not the client's: they are a 502, never a 401 the client would blame on its key.
+    """
+    error = _shared_cause(error)
     match error:
-        case ContextLengthExceeded() | InvalidRequest():
+        case InvalidRequest():
+            return error.status if error.status in (400, 404, 413, 422) else 400
+        case ContextLengthExceeded() | ContentFiltered():
             return 400
-        case AuthenticationError():
-            return 401
-        case PermissionDenied():
-            return 403
+        case AuthenticationError() | PermissionDenied():
+            return 502
         case NotFound():
             return 404
         case RateLimited():
@@ -371,8 +397,6 @@ def error_status(error: SwitchyardError) -> int:
             return 504
         case AllProvidersFailed():
             return error.status or 503
-        case ContentFiltered():
-            return 400
         case Overloaded() | RuntimeClosed():
             return 503
         case StreamInterrupted():
@@ -392,24 +416,27 @@ ErrorType = Literal[
 
 
 def error_body(error: SwitchyardError) -> bytes:
-    """An OpenAI-style error object: ``{"error": {message, type, param, code}}``."""
+    """An OpenAI-style error object: ``{"error": {message, type, param, code}}``.
+
+    ``code`` is the error's kind (``context_length_exceeded``, ``all_providers_failed``...).
+    """
+    cause = _shared_cause(error)
     kind: ErrorType
     match error_status(error):
-        case 400:
+        case 400 | 413 | 422:
             kind = "invalid_request_error"
-        case 401:
-            kind = "authentication_error"
-        case 403:
-            kind = "permission_error"
         case 404:
-            kind = "not_found_error"
+            kind = "not_found_error" if isinstance(cause, NotFound) else "invalid_request_error"
         case 429:
             kind = "rate_limit_error"
         case 504:
             kind = "timeout_error"
         case _:
             kind = "server_error"
-    param = error.field if isinstance(error, InvalidRequest) else None
+    param = cause.field if isinstance(cause, InvalidRequest) else None
+    message = error.message
+    if cause is not error:
+        message = f"{cause.message} ({error.message})"
     return msgspec.json.encode(
-        {"error": {"message": error.message, "type": kind, "param": param, "code": error.kind}}
+        {"error": {"message": message, "type": kind, "param": param, "code": cause.kind}}
     )

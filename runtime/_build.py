@@ -74,18 +74,26 @@ def build_runtime_config(settings: Settings, *, seed: int | None = None) -> Runt
 def _key(provider: ProviderSettings, env: Mapping[str, str]) -> Secret | None:
     if provider.api_key_env is None:
         return None
-    value = env.get(provider.api_key_env, "")
+    value = env.get(provider.api_key_env, "").strip()
     return Secret(value) if value else None
 
 
 def missing_keys(settings: Settings, env: Mapping[str, str]) -> list[str]:
-    """One line per provider whose API key variable is unset or empty."""
-    return [
-        f"provider {p.name!r}: environment variable {p.api_key_env} is not set; "
-        "its requests will be refused upstream"
-        for p in settings.providers
-        if p.api_key_env is not None and not env.get(p.api_key_env)
-    ]
+    """One line per provider that will send no API key: its variable is unset or empty,
+    or it names none (``api_key_env`` left out, as for a local server that needs none)."""
+    lines = []
+    for p in settings.providers:
+        if p.api_key_env is None:
+            lines.append(
+                f"provider {p.name!r}: no api_key_env is configured; "
+                "its requests go without an API key"
+            )
+        elif not env.get(p.api_key_env, "").strip():
+            lines.append(
+                f"provider {p.name!r}: environment variable {p.api_key_env} is not set; "
+                "its requests will be refused upstream"
+            )
+    return lines
 
 
 def build_provider(provider: ProviderSettings, env: Mapping[str, str]) -> LLMProvider:

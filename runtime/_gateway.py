@@ -7,7 +7,9 @@ A client that disconnects cancels its upstream request.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, final
@@ -16,13 +18,18 @@ import structlog
 import trio
 
 from protocols import (
+    AllProvidersFailed,
     ErrorEvent,
     Finish,
     InvalidRequest,
+    RateLimited,
+    RuntimeClosed,
+    StreamEvent,
+    StreamInterrupted,
     SwitchyardError,
     TextDelta,
     ToolCallDelta,
-    UsageEvent,
+    TransportError,
     encode_json,
 )
 from protocols._openai_gateway import (
@@ -32,6 +39,7 @@ from protocols._openai_gateway import (
     parse_chat_request,
     render_chunk,
     render_completion,
+    render_model,
     render_models,
     render_usage_chunk,
 )
@@ -46,9 +54,19 @@ _log = structlog.get_logger("switchyard.gateway")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
 
-_JSON = [(b"content-type", b"application/json")]
-_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+_JSON: Headers = [(b"content-type", b"application/json")]
+_SSE: Headers = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_PROVIDER_HEADER = b"x-switchyard-provider"
+
+_DRAIN_BYTES = 8 * 1024 * 1024
+"""How much of an over-large body is read and thrown away so the client gets its 413
+(a client still writing when the server closes would see a reset instead)."""
 
 
 @final
@@ -66,9 +84,119 @@ class ModelRoute:
 
 
 @final
+class _Reply:
+    """The send side of one HTTP exchange; remembers whether the response has started."""
+
+    __slots__ = ("_send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def start(self, status: int, headers: Headers) -> None:
+        self.started = True
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def body(self, data: bytes, *, more: bool) -> None:
+        await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def respond(self, status: int, body: bytes, headers: Headers | None = None) -> None:
+        await self.start(status, headers or _JSON)
+        await self.body(body, more=False)
+
+    async def error(
+        self,
+        status: int,
+        message: str,
+        kind: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+        await self.respond(status, encode_json(body), [*_JSON, *(headers or [])])
+
+
+def _hash(key: bytes) -> bytes:
+    return hashlib.sha256(key).digest()
+
+
+def _retry_after(error: SwitchyardError) -> float | None:
+    """The shortest ``Retry-After`` among rate limits behind ``error``, if any."""
+    errors: list[SwitchyardError] = [error]
+    if isinstance(error, AllProvidersFailed):
+        errors = [a.error for a in error.attempts if a.error is not None]
+    waits = [e.retry_after for e in errors if isinstance(e, RateLimited) and e.retry_after]
+    return min(waits) if waits else None
+
+
+@final
+class _StreamWriter:
+    """Turns one request's runtime events into ``chat.completion.chunk`` SSE frames."""
+
+    __slots__ = ("_role_sent", "_tool_ids", "completion_id", "created", "include_usage", "model")
+
+    def __init__(self, completion_id: str, model: str, *, include_usage: bool) -> None:
+        self.completion_id = completion_id
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+        self._role_sent = False
+        self._tool_ids: set[int] = set()
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        if not self._role_sent and finish is None:
+            delta = {"role": "assistant", **delta}
+            self._role_sent = True
+        return render_chunk(
+            completion_id=self.completion_id,
+            created=self.created,
+            model=self.model,
+            delta=delta,
+            finish_reason=finish,
+        )
+
+    def frames(self, event: StreamEvent) -> bytes:
+        match event:
+            case TextDelta(text=text):
+                return self._chunk({"content": text}) if text else b""
+            case ToolCallDelta():
+                call: dict[str, Any] = {"index": event.index}
+                if event.index not in self._tool_ids:
+                    self._tool_ids.add(event.index)
+                    call.update(
+                        id=event.id or f"call_{event.index}",
+                        type="function",
+                        function={"name": event.name or "", "arguments": event.arguments_delta},
+                    )
+                else:
+                    call["function"] = {"arguments": event.arguments_delta}
+                return self._chunk({"content": None, "tool_calls": [call]})
+            case Finish(response=response) if response is not None:
+                if response.model:
+                    self.model = response.model
+                frames = self._chunk({}, response.finish_reason)
+                if self.include_usage:
+                    frames += render_usage_chunk(
+                        completion_id=self.completion_id,
+                        created=self.created,
+                        model=self.model,
+                        usage=response.usage,
+                    )
+                return frames + b"data: [DONE]\n\n"
+            case ErrorEvent(error=error):
+                # An error event inside the stream, then the end of it: never a silent stop.
+                # OpenAI clients raise on a data event holding an ``error`` object.
+                return b"data: " + error_body(error) + b"\n\n"
+        return b""  # usage events: reported in the final usage chunk
+
+
+@final
 class Gateway:
     """ASGI application. ``routes`` maps each model name or alias clients may ask for to a
     ``ModelRoute``; ``auto`` is always accepted. ``api_keys`` empty means no authentication.
+    ``provider_models`` names each provider's default model (what ``auto`` gets there).
     """
 
     def __init__(
@@ -79,15 +207,19 @@ class Gateway:
         api_keys: Sequence[str] = (),
         max_body_bytes: int = 4 * 1024 * 1024,
         models: Sequence[tuple[str, str]] = (),
+        provider_models: Mapping[str, str] | None = None,
     ) -> None:
         self.runtime = runtime
         self.routes = dict(routes)
         self.routes.setdefault("auto", ModelRoute((), None))
-        self._keys = [key.encode() for key in api_keys if key]
+        # Keys are kept and compared as digests: equal lengths, compared in constant time.
+        self._keys = [_hash(key.encode()) for key in api_keys if key]
         self.max_body_bytes = max_body_bytes
         self.metrics = GatewayMetrics(runtime)
         self._models = list(models)
-        self._ids = 0
+        self._provider_models = dict(provider_models or {})
+        self._clients: set[_Client] = set()
+        self._cut = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -95,44 +227,105 @@ class Gateway:
             return
         if scope["type"] != "http":
             return
+        reply = _Reply(send)
+        try:
+            await self._http(scope, receive, reply)
+        except Exception:
+            # A bug, not a request's failure: log it, and answer if nothing was sent yet.
+            _log.exception("gateway_error", method=scope.get("method"), path=scope.get("path"))
+            self.metrics.failed("internal")
+            if not reply.started:
+                await reply.error(500, "internal gateway error", "server_error")
+
+    async def _http(self, scope: Scope, receive: Receive, reply: _Reply) -> None:
         method, path = scope["method"], scope["path"]
-        if path == "/health" and method == "GET":
+        if path == "/health" and method in ("GET", "HEAD"):
             health = self.runtime.health()
-            await _respond(send, 200 if health.serving else 503, encode_json(health))
+            await reply.respond(200 if health.serving else 503, encode_json(health))
             return
-        if path == "/metrics" and method == "GET":
-            metrics = self.metrics.render()
+        if path == "/metrics" and method in ("GET", "HEAD"):
             headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
-            await _respond(send, 200, metrics, headers)
+            await reply.respond(200, self.metrics.render(), headers)
             return
-        if path in ("/v1/chat/completions", "/v1/models") and not self._authorised(scope):
-            await _error(send, 401, "invalid or missing API key", "authentication_error")
+        if not path.startswith("/v1/"):
+            await reply.error(404, f"no route for {method} {path}", "invalid_request_error")
             return
-        if path == "/v1/models" and method == "GET":
-            await _respond(send, 200, render_models(self._models))
+        if not self._authorised(scope):
+            self.metrics.failed("authentication")
+            await reply.error(
+                401,
+                "invalid or missing API key: send 'Authorization: Bearer <key>'",
+                "invalid_request_error",
+                code="invalid_api_key",
+                headers=[(b"www-authenticate", b"Bearer")],
+            )
             return
         if path == "/v1/chat/completions":
             if method != "POST":
-                await _error(send, 405, "use POST", "invalid_request_error")
+                await reply.error(405, "use POST", "invalid_request_error")
                 return
-            await self._chat(receive, send)
+            await self._chat(scope, receive, reply)
             return
-        await _error(send, 404, f"no route for {method} {path}", "not_found_error")
+        if path == "/v1/models" or path.startswith("/v1/models/"):
+            if method != "GET":
+                await reply.error(405, "use GET", "invalid_request_error")
+                return
+            await self._models_route(reply, path.removeprefix("/v1/models").removeprefix("/"))
+            return
+        await reply.error(404, f"no route for {method} {path}", "invalid_request_error")
+
+    async def _models_route(self, reply: _Reply, model: str) -> None:
+        if not model:
+            await reply.respond(200, render_models(self._models))
+            return
+        for known, owner in self._models:
+            if known == model:
+                await reply.respond(200, render_model(known, owner))
+                return
+        await reply.error(
+            404,
+            f"the model {model!r} does not exist here",
+            "invalid_request_error",
+            param="model",
+            code="model_not_found",
+        )
 
     def _authorised(self, scope: Scope) -> bool:
         if not self._keys:
             return True
-        header = dict(scope["headers"]).get(b"authorization", b"")
-        scheme, _, token = header.partition(b" ")
+        header = b""
+        for name, value in scope["headers"]:
+            if name.lower() == b"authorization":
+                header = value
+        scheme, _, token = header.strip().partition(b" ")
+        token = token.strip()
         if scheme.lower() != b"bearer" or not token:
             return False
         # Compare against every key, each in constant time, so timing reveals nothing.
+        digest = _hash(token)
         matched = False
         for key in self._keys:
-            matched |= hmac.compare_digest(token, key)
+            matched |= hmac.compare_digest(digest, key)
         return matched
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    def _declared_length(self, scope: Scope) -> int | None:
+        for name, value in scope["headers"]:
+            if name.lower() == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+        return None
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body; None if the client went away. Too large raises a 413."""
+        limit = self.max_body_bytes
+        too_large = InvalidRequest(
+            f"the request body is larger than {limit} bytes", field="body", status=413
+        )
+        declared = self._declared_length(scope)
+        if declared is not None and declared > limit + _DRAIN_BYTES:
+            raise too_large
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -141,21 +334,21 @@ class Gateway:
                 return None
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                raise InvalidRequest(
-                    f"the body is larger than {self.max_body_bytes} bytes", field="body", status=413
-                )
-            chunks.append(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+            else:
+                chunks.clear()  # keep reading (and dropping) so the client reads its 413
+                if size > limit + _DRAIN_BYTES:
+                    raise too_large
             if not message.get("more_body", False):
+                if size > limit:
+                    raise too_large
                 return b"".join(chunks)
 
     def _resolve(self, request: ChatRequest) -> dict[str, Any]:
         route = self.routes.get(request.model)
         if route is None:
-            known = ", ".join(sorted(self.routes))
-            raise InvalidRequest(
-                f"unknown model {request.model!r}; known: {known}", field="model", status=404
-            )
+            raise _UnknownModel(request.model, sorted(self.routes))
         options = dict(request.options)
         if route.providers:
             options["providers"] = route.providers
@@ -163,134 +356,188 @@ class Gateway:
             options["model"] = route.model
         return options
 
-    async def _chat(self, receive: Receive, send: Send) -> None:
+    async def _chat(self, scope: Scope, receive: Receive, reply: _Reply) -> None:
         try:
-            body = await self._read_body(receive)
+            body = await self._read_body(scope, receive)
             if body is None:
                 return
             request = parse_chat_request(body)
             options = self._resolve(request)
+        except _UnknownModel as unknown:
+            self.metrics.failed("model_not_found")
+            await reply.error(
+                404,
+                f"the model {unknown.model!r} does not exist here; "
+                f"known models: {', '.join(unknown.known)}",
+                "invalid_request_error",
+                param="model",
+                code="model_not_found",
+            )
+            return
         except InvalidRequest as error:
             self.metrics.failed(error.kind)
-            await _respond(send, error.status or 400, error_body(error))
+            await reply.respond(error.status or 400, error_body(error))
             return
-        self._ids += 1
-        completion_id = f"chatcmpl-sy{self._ids}"
-        async with trio.open_nursery() as nursery:
-            # A client that goes away cancels this nursery, and with it the upstream call.
-            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-            if request.stream:
-                await self._stream(send, request, options, completion_id)
-            else:
-                await self._complete(send, request, options)
-            nursery.cancel_scope.cancel()
-
-    async def _complete(self, send: Send, request: ChatRequest, options: dict[str, Any]) -> None:
+        client = _Client()
+        if self._cut:
+            client.cut()
+        self._clients.add(client)
         try:
-            response = await self.runtime.complete(request.messages, **options)
-        except SwitchyardError as error:
-            self.metrics.failed(error.kind)
-            await _respond(send, error_status(error), error_body(error))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.watch, receive)
+                if request.stream:
+                    await self._stream(reply, client, request, options)
+                else:
+                    await self._complete(reply, client, request, options)
+                nursery.cancel_scope.cancel()  # stop watching: the answer is out
+        finally:
+            self._clients.discard(client)
+
+    @property
+    def in_flight(self) -> int:
+        """Chat requests being answered now."""
+        return len(self._clients)
+
+    def cut(self) -> None:
+        """Cut short every request still being answered (and any that comes later): each
+        gets an OpenAI-style 503, or inside a stream an error event, saying the server is
+        shutting down. For the end of a shutdown's grace period."""
+        self._cut = True
+        for client in list(self._clients):
+            client.cut()
+
+    async def _fail(self, reply: _Reply, error: SwitchyardError) -> None:
+        self.metrics.failed(error.kind, error.provider)
+        headers = list(_JSON)
+        wait = _retry_after(error)
+        if wait is not None and error_status(error) == 429:
+            headers.append((b"retry-after", str(max(1, math.ceil(wait))).encode()))
+        await reply.respond(error_status(error), error_body(error), headers)
+
+    async def _complete(
+        self, reply: _Reply, client: _Client, request: ChatRequest, options: dict[str, Any]
+    ) -> None:
+        response = None
+        with client.upstream():
+            try:
+                response = await self.runtime.complete(request.messages, **options)
+            except SwitchyardError as error:
+                await self._fail(reply, error)
+                return
+        if response is None:  # cancelled: the client went away, or the server is closing
+            if not client.gone:
+                await self._fail(reply, _shutting_down())
             return
         self.metrics.answered(response)
-        headers = [*_JSON, (b"x-switchyard-provider", response.provider.encode())]
+        headers = [*_JSON, (_PROVIDER_HEADER, response.provider.encode())]
         body = render_completion(response, completion_id=f"chatcmpl-{response.request_id}")
-        await _respond(send, 200, body, headers)
+        await reply.respond(200, body, headers)
 
     async def _stream(
-        self, send: Send, request: ChatRequest, options: dict[str, Any], completion_id: str
+        self, reply: _Reply, client: _Client, request: ChatRequest, options: dict[str, Any]
     ) -> None:
-        created = int(time.time())
         try:
-            context = self.runtime.stream(request.messages, **options)
-            events = await context.__aenter__()
-        except SwitchyardError as error:
-            self.metrics.failed(error.kind)
-            await _respond(send, error_status(error), error_body(error))
-            return
-        try:
-            started = False
-            model = request.model
-            tool_ids: set[int] = set()
-            async for event in events:
-                if not started:
-                    if isinstance(event, ErrorEvent):
-                        # Failed before anything was sent: a plain error with its status.
-                        self.metrics.failed(event.error.kind)
-                        await _respond(send, error_status(event.error), error_body(event.error))
-                        return
-                    # Headers go out with the first event, once a provider is answering,
-                    # so they can name it.
-                    provider = events.provider or ""
-                    headers = [*_SSE, (b"x-switchyard-provider", provider.encode())]
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
-                    started = True
-                frames = self._frames(event, completion_id, created, model, request, tool_ids)
-                if frames:
-                    await send({"type": "http.response.body", "body": frames, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            await context.__aexit__(None, None, None)
-
-    def _frames(
-        self,
-        event: Any,
-        completion_id: str,
-        created: int,
-        model: str,
-        request: ChatRequest,
-        tool_ids: set[int],
-    ) -> bytes:
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            return render_chunk(
-                completion_id=completion_id,
-                created=created,
-                model=model,
-                delta=delta,
-                finish_reason=finish,
-            )
-
-        match event:
-            case TextDelta(text=text):
-                return chunk({"role": "assistant", "content": text})
-            case ToolCallDelta():
-                call: dict[str, Any] = {"index": event.index}
-                if event.index not in tool_ids:
-                    tool_ids.add(event.index)
-                    call.update(
-                        id=event.id or f"call_{event.index}",
-                        type="function",
-                        function={"name": event.name or "", "arguments": event.arguments_delta},
-                    )
-                else:
-                    call["function"] = {"arguments": event.arguments_delta}
-                return chunk({"tool_calls": [call]})
-            case UsageEvent():
-                return b""
-            case Finish(response=response) if response is not None:
-                self.metrics.answered(response)
-                frames = chunk({}, response.finish_reason)
-                if request.include_usage:
-                    frames += render_usage_chunk(
-                        completion_id=completion_id,
-                        created=created,
-                        model=response.model,
-                        usage=response.usage,
-                    )
-                return frames + b"data: [DONE]\n\n"
-            case ErrorEvent(error=error):
-                # An error inside the stream, then the end of it; never a silent stop.
-                self.metrics.failed(error.kind)
-                return b"data: " + error_body(error) + b"\n\n"
-        return b""
+            async with self.runtime.stream(request.messages, **options) as events:
+                writer: _StreamWriter | None = None
+                while True:
+                    event: StreamEvent | None = None
+                    with client.upstream():
+                        event = await anext(events, None)
+                    if client.gone:
+                        break  # leaving the block cancels the upstream request
+                    if event is None:
+                        # Cut short by a shutdown (or, against the runtime's promise, an end
+                        # without a terminal event): say so, never stop silently.
+                        event = ErrorEvent(_shutting_down() if client.is_cut else _no_end())
+                    if writer is None:
+                        if isinstance(event, ErrorEvent):
+                            # Failed before anything was sent: a plain error with its status.
+                            await self._fail(reply, event.error)
+                            return
+                        # Headers go out with the first event, once a provider is answering,
+                        # so that they can name it.
+                        provider = events.provider or ""
+                        model = (
+                            options.get("model")
+                            or self._provider_models.get(provider)
+                            or request.model
+                        )
+                        writer = _StreamWriter(
+                            f"chatcmpl-{events.request_id}",
+                            model,
+                            include_usage=request.include_usage,
+                        )
+                        await reply.start(200, [*_SSE, (_PROVIDER_HEADER, provider.encode())])
+                    if isinstance(event, Finish) and event.response is not None:
+                        self.metrics.answered(event.response)
+                    elif isinstance(event, ErrorEvent):
+                        self.metrics.failed(event.error.kind, events.provider)
+                    frames = writer.frames(event)
+                    if frames:
+                        await reply.body(frames, more=True)
+                    if isinstance(event, ErrorEvent | Finish):
+                        break  # terminal
+                if writer is not None and not client.gone:
+                    await reply.body(b"", more=False)
+        except SwitchyardError as error:  # refused on entry: invalid request, runtime closed
+            if reply.started:
+                raise
+            await self._fail(reply, error)
 
 
-async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
+@final
+class _Client:
+    """Watches for the client going away and then cancels the upstream work.
+
+    Only the upstream work runs in the scope it cancels, never a send: hypercorn does its
+    own connection bookkeeping inside ``send`` (and tells the app the exchange is over with
+    ``http.disconnect`` while the last send is still running), which must not be cut.
+    """
+
+    __slots__ = ("_scope", "gone", "is_cut")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self.is_cut = False
+        self._scope: trio.CancelScope | None = None
+
+    def cut(self) -> None:
+        """Stop the upstream work, for a shutdown (the client is still there)."""
+        self.is_cut = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                if self._scope is not None:
+                    self._scope.cancel()
+                return
+
+    def upstream(self) -> trio.CancelScope:
+        """A fresh scope for the next piece of upstream work (cancelled if already gone)."""
+        scope = self._scope = trio.CancelScope()
+        if self.gone or self.is_cut:
             scope.cancel()
-            return
+        return scope
+
+
+def _no_end() -> StreamInterrupted:
+    cause = TransportError("the stream ended without a finish")
+    return StreamInterrupted(cause, delivered_text="")
+
+
+def _shutting_down() -> RuntimeClosed:
+    return RuntimeClosed("the server is shutting down; the request was cut short")
+
+
+class _UnknownModel(Exception):
+    def __init__(self, model: str, known: list[str]) -> None:
+        super().__init__(model)
+        self.model = model
+        self.known = known
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -301,15 +548,3 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers or _JSON})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _error(send: Send, status: int, message: str, kind: str) -> None:
-    body = encode_json({"error": {"message": message, "type": kind, "param": None, "code": None}})
-    await _respond(send, status, body)

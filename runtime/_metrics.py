@@ -65,9 +65,41 @@ class _HealthCollector(Collector):
                     requests_left.add_metric([actor.name], limiter.requests_available)
                 if limiter.tokens_available is not None:
                     tokens_left.add_metric([actor.name], limiter.tokens_available)
+        provider_errors = CounterMetricFamily(
+            "switchyard_provider_errors",
+            "Failed attempts at each provider, by error type",
+            labels=["provider", "type"],
+        )
+        provider_successes = CounterMetricFamily(
+            "switchyard_provider_successes",
+            "Successful attempts at each provider",
+            labels=["provider"],
+        )
+        for actor in health.actors:
+            if actor.kind != "provider":
+                continue
+            provider_successes.add_metric([actor.name], float(actor.successes))
+            for kind, count in sorted(actor.errors.items()):
+                provider_errors.add_metric([actor.name, kind], float(count))
         serving = GaugeMetricFamily("switchyard_serving", "1 if some provider can serve")
         serving.add_metric([], 1.0 if health.serving else 0.0)
-        yield from (up, restarts, in_flight, mailbox, breaker, requests_left, tokens_left, serving)
+        requests_in_flight = GaugeMetricFamily(
+            "switchyard_requests_in_flight", "Requests the runtime is answering now"
+        )
+        requests_in_flight.add_metric([], float(health.requests_in_flight))
+        yield from (
+            up,
+            restarts,
+            in_flight,
+            mailbox,
+            breaker,
+            requests_left,
+            tokens_left,
+            provider_successes,
+            provider_errors,
+            serving,
+            requests_in_flight,
+        )
 
 
 @final
@@ -124,8 +156,11 @@ class GatewayMetrics:
             if value:
                 self.tokens.labels(provider, kind).inc(value)
 
-    def failed(self, kind: str) -> None:
-        self.requests.labels("none", "error").inc()
+    def failed(self, kind: str, provider: str | None = None) -> None:
+        """A request that got an error: ``kind`` is the error's type (``rate_limited``,
+        ``all_providers_failed``, ``invalid_request``...); ``provider`` the one that failed
+        it, when one provider did."""
+        self.requests.labels(provider or "none", "error").inc()
         self.errors.labels(kind).inc()
 
     def render(self) -> bytes:

@@ -137,9 +137,12 @@ class _Owner:
         """The router had nowhere to send the attempt: wait, start a new round, or give up."""
         now = trio.current_time()
         deadline = self.request.deadline
-        if message.retry_after is not None and now + message.retry_after < deadline:
-            self.delay = message.retry_after
-            return
+        wait = message.retry_after
+        if wait is not None and now + wait < deadline:
+            # A long wait (everyone rate limited for a minute) is an answer, not a plan.
+            if wait <= self.rt._retry.config.max_retry_after_s:
+                self.delay = wait
+                return
         if message.retry_after is None and self.attempts:
             delay = self.rt._retry.next_round(round_number=self.round, now=now, deadline=deadline)
             if delay is not None:

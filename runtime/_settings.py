@@ -178,8 +178,8 @@ def _value_at(document: Any, path: str) -> tuple[bool, Any]:
     return True, node
 
 
-def _choices_at(path: str) -> list[str]:
-    """The allowed values of the Literal field at ``path``, if it is one."""
+def _type_at(path: str) -> Any:
+    """The declared type of the field at ``path`` (None if the path leaves the schema)."""
     kind: Any = Settings
     for key, index in re.findall(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]", path):
         kind = _unwrap(kind)
@@ -190,9 +190,39 @@ def _choices_at(path: str) -> list[str]:
         fields = {f.name: f.type for f in msgspec.structs.fields(kind)} if _is_struct(kind) else {}
         kind = fields.get(key)
         if kind is None:
-            return []
+            return None
+    return kind
+
+
+def _choices_at(path: str) -> list[str]:
+    """The allowed values of the Literal field at ``path``, if it is one."""
+    kind = _type_at(path)
+    if kind is None:
+        return []
     literals = [a for a in _flatten(_unwrap(kind)) if isinstance(a, str)]
     return [repr(v) for v in literals]
+
+
+def _bad_table_entry(document: Any, path: str) -> tuple[str, bool, Any]:
+    """msgspec names a bad value of a table of free keys ``[...]``: find the key.
+
+    Returns the path with the key in place, whether the value was found, and the value.
+    """
+    head, _, tail = path.partition("[...]")
+    found, node = _value_at(document, head)
+    args = typing.get_args(_unwrap(_type_at(head)))
+    if not found or not isinstance(node, dict) or len(args) != 2:
+        return path, False, None
+    for key, value in node.items():
+        try:
+            msgspec.convert(value, args[1])
+        except msgspec.ValidationError:
+            name = f".{key}" if re.fullmatch(r"[A-Za-z0-9_\-]+", str(key)) else f".{key!r}"
+            if tail:
+                found, value = _value_at(value, tail)
+                return head + name + tail, found, value
+            return head + name, True, value
+    return path, False, None
 
 
 def _unwrap(kind: Any) -> Any:
@@ -233,7 +263,11 @@ def parse_settings(document: dict[str, Any], *, source: str = "<config>") -> Set
             unknown = message.split("`")[1]
             field = f"{field}.{unknown}" if field != "(top level)" else unknown
             raise ConfigError(f"{source}: {field}: unknown field") from None
-        found, value = _value_at(document, path.removeprefix("$"))
+        if "[...]" in path:
+            path, found, value = _bad_table_entry(document, path.removeprefix("$"))
+            field = path.removeprefix(".")
+        else:
+            found, value = _value_at(document, path.removeprefix("$"))
         got = f", got {value!r}" if found else ""
         choices = _choices_at(path.removeprefix("$"))
         expected = f"expected one of {', '.join(choices)}" if choices else None

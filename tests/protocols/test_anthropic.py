@@ -6,6 +6,7 @@ emulator over loopback, whose replies are pure functions of the request.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -946,13 +947,11 @@ async def test_sdk_transport_wires_a_bedrock_client() -> None:
     await http.aclose()
 
 
-async def test_bedrock_streaming_without_botocore_is_a_typed_error() -> None:
-    try:
-        import botocore  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("botocore is installed")
+async def test_bedrock_streaming_without_botocore_is_a_typed_error(monkeypatch) -> None:
+    # Whether or not botocore is installed here, the transport must cope without it.
+    for name in [m for m in sys.modules if m == "botocore" or m.startswith("botocore.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "botocore", None)
     http = httpx2.AsyncClient(transport=httpx2.MockTransport(_Recorder()))
     bedrock = anthropic.AsyncAnthropicBedrock(
         api_key="fake-bedrock-token", aws_region="us-east-1", http_client=http
