@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 
 from actors import (
     BackoffConfig,
     BreakerConfig,
+    BudgetConfig,
+    ModelPrice,
     ProviderSpec,
     RetryBudgetConfig,
     RetryConfig,
@@ -68,6 +71,23 @@ def build_runtime_config(settings: Settings, *, seed: int | None = None) -> Runt
         grace_period_s=settings.server.grace_period_s,
         seed=seed,
         log_requests=settings.logging.log_requests,
+        budgets=tuple(
+            BudgetConfig(
+                limit_usd=Decimal(str(b.limit_usd)),
+                period_s=b.period_s,
+                scope=b.scope,
+                key=b.key,
+            )
+            for b in settings.budgets
+        ),
+        prices={
+            key: ModelPrice.of(
+                input=p.input, output=p.output, cache_read=p.cache_read, cache_write=p.cache_write
+            )
+            for key, p in settings.prices.items()
+        },
+        quality=dict(settings.quality),
+        task_routes={task: tuple(names) for task, names in settings.task_routes.items()},
     )
 
 

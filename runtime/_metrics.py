@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from actors import LedgerSnapshot
 from protocols import Response
 
 from ._runtime import Runtime
@@ -100,6 +101,37 @@ class _HealthCollector(Collector):
             serving,
             requests_in_flight,
         )
+        yield from self._costs(health.costs)
+
+    @staticmethod
+    def _costs(costs: LedgerSnapshot | None) -> Iterator[Metric]:
+        if costs is None:
+            return
+        spent = CounterMetricFamily(
+            "switchyard_cost_usd",
+            "Money spent, from the cost ledger (billed failed attempts included)",
+            labels=["provider"],
+        )
+        unknown = CounterMetricFamily(
+            "switchyard_unknown_cost_requests",
+            "Answered requests whose model has no known price",
+            labels=["provider"],
+        )
+        billed = CounterMetricFamily(
+            "switchyard_billed_failures",
+            "Attempts that failed after producing (billed) output",
+            labels=["provider"],
+        )
+        for provider, totals in costs.by_provider.items():
+            spent.add_metric([provider], float(totals.cost_usd))
+            unknown.add_metric([provider], float(totals.unknown_cost_requests))
+            billed.add_metric([provider], float(totals.billed_failures))
+        tenants = CounterMetricFamily(
+            "switchyard_tenant_cost_usd", "Money spent per tenant", labels=["tenant"]
+        )
+        for tenant, totals in costs.by_tenant.items():
+            tenants.add_metric([tenant], float(totals.cost_usd))
+        yield from (spent, unknown, billed, tenants)
 
 
 @final

@@ -138,11 +138,14 @@ class _Owner:
         now = trio.current_time()
         deadline = self.request.deadline
         wait = message.retry_after
-        if wait is not None and now + wait < deadline:
-            # A long wait (everyone rate limited for a minute) is an answer, not a plan.
-            if wait <= self.rt._retry.config.max_retry_after_s:
-                self.delay = wait
-                return
+        # A long wait (everyone rate limited for a minute) is an answer, not a plan.
+        if (
+            wait is not None
+            and now + wait < deadline
+            and wait <= self.rt._retry.config.max_retry_after_s
+        ):
+            self.delay = wait
+            return
         if message.retry_after is None and self.attempts:
             delay = self.rt._retry.next_round(round_number=self.round, now=now, deadline=deadline)
             if delay is not None:

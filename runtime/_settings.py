@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from actors import PolicyName, RestartStrategy
+from actors import PolicyName, RestartStrategy, TaskType
 from protocols import HttpClientName
 
 __all__ = [
@@ -129,6 +129,25 @@ class ProviderSettings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Other model names this provider serves, besides ``model``."""
 
 
+class BudgetSettings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A spending cap: ``limit_usd`` per ``period_s`` for the whole runtime, each tenant or
+    each provider (``key`` limits it to one tenant or provider)."""
+
+    limit_usd: PositiveFloat
+    period_s: PositiveFloat = 86_400.0
+    scope: Literal["runtime", "tenant", "provider"] = "runtime"
+    key: str | None = None
+
+
+class PriceSettings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """USD per million tokens, for a model genai-prices does not know (or to override it)."""
+
+    input: NonNegativeFloat
+    output: NonNegativeFloat
+    cache_read: NonNegativeFloat | None = None
+    cache_write: NonNegativeFloat | None = None
+
+
 class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     server: ServerSettings = ServerSettings()
     router: RouterSettings = RouterSettings()
@@ -139,6 +158,13 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     logging: LoggingSettings = LoggingSettings()
     aliases: dict[str, str] = {}
     """Model aliases: ``fast = "gpt-4o-mini"`` lets clients ask for ``fast``."""
+    budgets: list[BudgetSettings] = []
+    prices: dict[str, PriceSettings] = {}
+    """Keys ``"kind:model"`` or ``"model"``."""
+    quality: dict[str, float] = {}
+    """Quality scores per model, added to or replacing the default table."""
+    task_routes: dict[TaskType, list[str]] = {}
+    """Per task type, the providers or models to prefer, most preferred first."""
     providers: Annotated[list[ProviderSettings], Meta(min_length=1)]
 
 
@@ -253,6 +279,12 @@ def parse_settings(document: dict[str, Any], *, source: str = "<config>") -> Set
         message, _, where = text.rpartition(" - at `")
         if not message:
             message, where = text, "$"
+        if where.startswith("key` in `"):
+            # A bad table key, e.g. an unknown task type under [task_routes].
+            table = where.removeprefix("key` in `").rstrip("`").removeprefix("$").removeprefix(".")
+            raise ConfigError(
+                f"{source}: {table}: bad key: {_describe_expected(message)}"
+            ) from None
         path = where.rstrip("`")
         field = path.removeprefix("$").removeprefix(".") or "(top level)"
         if message.startswith("Object missing required field"):
@@ -289,6 +321,13 @@ def _check_consistency(settings: Settings, source: str) -> None:
             raise ConfigError(f"{source}: providers[{i}].name: 'router' is reserved")
         seen[provider.name] = i
     served = {m for p in settings.providers for m in (p.model, *p.models)} | set(seen)
+    for task, targets in settings.task_routes.items():
+        for target in targets:
+            if target not in served:
+                raise ConfigError(
+                    f"{source}: task_routes.{task}: {target!r} is not a provider name or a "
+                    "model any provider serves"
+                )
     for alias, target in settings.aliases.items():
         if target not in served:
             raise ConfigError(

@@ -138,6 +138,8 @@ async def test_metrics_after_traffic(start_gateway: Any) -> None:
     assert value(families, "switchyard_time_to_first_token_seconds_count", provider="gemini") == 1
     assert value(families, "switchyard_provider_errors_total", provider="openai") >= 1
     assert value(families, "switchyard_provider_successes_total", provider="gemini") == 1
+    # Emulated models are real ones, so the ledger prices them.
+    assert value(families, "switchyard_cost_usd_total", provider="gemini") > 0
     for name in PROVIDERS:
         assert value(families, "switchyard_breaker_state", provider=name) == 0.0
         assert value(families, "switchyard_actor_restarts_total", actor=name) == 0.0

@@ -1,0 +1,77 @@
+"""The configuration file's cost and routing sections reach the runtime."""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+
+import pytest
+
+from runtime._build import build_runtime_config
+from runtime._settings import ConfigError, parse_settings
+
+DOCUMENT = """
+[router]
+policy = "cost"
+
+[[budgets]]
+limit_usd = 25.5
+period_s = 86400
+scope = "tenant"
+
+[[budgets]]
+limit_usd = 100
+scope = "provider"
+key = "local"
+
+[prices."my-llama"]
+input = 0.05
+output = 0.10
+
+[quality]
+my-llama = 1150
+
+[task_routes]
+code = ["local", "gpt-4o-mini"]
+
+[[providers]]
+name = "local"
+kind = "openai"
+base_url = "http://127.0.0.1:8000/v1"
+model = "my-llama"
+
+[[providers]]
+name = "openai"
+kind = "openai"
+base_url = "http://127.0.0.1:9000/v1"
+model = "gpt-4o-mini"
+"""
+
+
+def test_cost_sections_build_the_runtime_config():
+    config = build_runtime_config(parse_settings(tomllib.loads(DOCUMENT)))
+    assert config.router.policy == "cost"
+    tenant, provider = config.budgets
+    assert (tenant.scope, tenant.limit_usd, tenant.period_s) == ("tenant", Decimal("25.5"), 86400)
+    assert (provider.scope, provider.key, provider.period_s) == ("provider", "local", 86400)
+    assert config.prices["my-llama"].input == Decimal("0.05")
+    assert config.quality == {"my-llama": 1150}
+    assert config.task_routes == {"code": ("local", "gpt-4o-mini")}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("code = [", "poetry = ["), "task_routes: bad key"),
+        (('"local", "gpt-4o-mini"', '"nobody"'), "task_routes.code: 'nobody' is not a provider"),
+        (("limit_usd = 25.5", "limit_usd = -1"), "budgets[0].limit_usd: expected a number > 0"),
+        (('scope = "tenant"', 'scope = "team"'), "budgets[0].scope: expected one of"),
+        (("input = 0.05", "input = -0.05"), "prices.my-llama.input"),
+    ],
+)
+def test_bad_cost_sections_name_the_field(edit, message):
+    old, new = edit
+    with pytest.raises(ConfigError) as info:
+        parse_settings(tomllib.loads(DOCUMENT.replace(old, new)), source="sw.toml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("sw.toml: ")
