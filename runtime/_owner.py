@@ -286,7 +286,23 @@ class EventStream:
             return self._ready.popleft()
         if self._done:
             raise StopAsyncIteration
-        with trio.move_on_at(self._owner.request.deadline):
+        deadline = self._owner.request.deadline
+        receive = self._receive
+        if receive is not None and trio.current_time() < deadline:
+            # Fast path: an event is already buffered, so no cancel scope is needed. The
+            # cancellation check comes first, so a cancelled caller never drops an event.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                message: Reply | None = receive.receive_nowait()
+            except trio.WouldBlock:
+                pass
+            except trio.EndOfChannel:
+                if (event := self._handle(None)) is not None:
+                    return event
+            else:
+                if (event := self._handle(message)) is not None:
+                    return event
+        with trio.move_on_at(deadline):
             return await self._pump()
         self._end_attempt(cancel=True)
         return self._terminal(self._owner.timeout())
@@ -313,38 +329,41 @@ class EventStream:
             except BaseException:
                 self._end_attempt(cancel=True)
                 raise
-            match message:
-                case TextDelta(text=text):
-                    self._text.append(text)
-                    return self._content(message)
-                case ToolCallDelta():
-                    self._tool_delta(message)
-                    return self._content(message)
-                case UsageEvent(usage=usage):
-                    self._usage = usage
-                    if self._first_content is not None:
-                        return message
-                    self._held.append(message)  # delivered only if this attempt succeeds
-                case Finish():
-                    return self._finish(message)
-                case AttemptFailed(error=error):
-                    if (terminal := self._attempt_failed(error)) is not None:
-                        return terminal
-                case None:
-                    assert self._ticket is not None
-                    died = _went_down(self._ticket)
-                    if (terminal := self._attempt_failed(died, died=True)) is not None:
-                        return terminal
-                case NoRoute():
-                    self._end_attempt(cancel=False)
-                    try:
-                        owner.no_route(message)
-                    except SwitchyardError as final_error:
-                        return self._terminal(final_error)
-                case _:
-                    odd = TransportError(f"unexpected {type(message).__name__} in a stream")
-                    if (terminal := self._attempt_failed(odd)) is not None:
-                        return terminal
+            if (event := self._handle(message)) is not None:
+                return event
+
+    def _handle(self, message: Reply | None) -> StreamEvent | None:
+        """Take one reply: the event for the caller, or None to keep reading."""
+        match message:
+            case TextDelta(text=text):
+                self._text.append(text)
+                return self._content(message)
+            case ToolCallDelta():
+                self._tool_delta(message)
+                return self._content(message)
+            case UsageEvent(usage=usage):
+                self._usage = usage
+                if self._first_content is not None:
+                    return message
+                self._held.append(message)  # delivered only if this attempt succeeds
+                return None
+            case Finish():
+                return self._finish(message)
+            case AttemptFailed(error=error):
+                return self._attempt_failed(error)
+            case None:
+                assert self._ticket is not None
+                return self._attempt_failed(_went_down(self._ticket), died=True)
+            case NoRoute():
+                self._end_attempt(cancel=False)
+                try:
+                    self._owner.no_route(message)
+                except SwitchyardError as final_error:
+                    return self._terminal(final_error)
+                return None
+            case _:
+                odd = TransportError(f"unexpected {type(message).__name__} in a stream")
+                return self._attempt_failed(odd)
 
     def _content(self, event: StreamEvent) -> StreamEvent:
         if self._first_content is None:
