@@ -47,7 +47,9 @@ def make_http_client(
     limits = module.Limits(
         max_connections=max_connections,
         max_keepalive_connections=max_connections,
-        keepalive_expiry=30.0,
+        # Below the 5 s idle timeout common to servers (hypercorn, nginx): reusing a
+        # connection the server is closing fails the request.
+        keepalive_expiry=4.0,
     )
     return module.AsyncClient(timeout=None, limits=limits, http2=http2, trust_env=False)
 

@@ -1,0 +1,324 @@
+"""HTTP measurements under trio against the emulator (and the gateway).
+
+Callers, each with a connection pool as large as the concurrency:
+
+* ``switchyard``: the runtime with the native ``openai_provider`` transport on httpx2;
+* ``raw``: an httpx2 ``AsyncClient`` posting the bytes the runtime's codec would send, and
+  msgspec decoding the answer: the floor;
+* ``openai_sdk``: ``openai.AsyncOpenAI`` on its own httpx2 client, ``max_retries=0``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx2
+import msgspec
+import openai
+import trio
+from _common import (
+    API_KEY,
+    MESSAGES,
+    MODEL,
+    cpu_seconds,
+    median,
+    merge,
+    process_cpu_seconds,
+    summarize,
+)
+
+from protocols import TextDelta, build_request
+from protocols.providers import OpenAICodec, openai_provider
+from runtime import ProviderSpec, RuntimeConfig, open_runtime
+
+Call = Callable[[], Awaitable[None]]
+
+
+# --- the floor's decoding: just what a caller needs --------------------------------------
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_Choice] = []
+    usage: _Usage | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _ChunkChoice(msgspec.Struct):
+    delta: _Delta | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_ChunkChoice] = []
+
+
+_decode_completion = msgspec.json.Decoder(_Completion).decode
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+
+
+def _body(*, stream: bool, **options: Any) -> bytes:
+    """Exactly the bytes the runtime's OpenAI codec sends for ``MESSAGES``."""
+    request = build_request(
+        MESSAGES, options, request_id="raw", now=0.0, default_timeout=60, stream=stream
+    )
+    return OpenAICodec().encode(request, model=MODEL, stream=stream)
+
+
+HEADERS = {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
+
+
+# Below hypercorn's 5 s keep-alive timeout (the emulator's and the gateway's server): idle
+# between rounds, a pool that kept its connections longer would reuse ones the server is
+# closing, and these callers have no retries. (The runtime's own pool keeps them 30 s; its
+# retries cover that race.)
+KEEPALIVE_S = 4.0
+
+
+def _pool(concurrency: int) -> httpx2.AsyncClient:
+    limits = httpx2.Limits(
+        max_connections=concurrency,
+        max_keepalive_connections=concurrency,
+        keepalive_expiry=KEEPALIVE_S,
+    )
+    return httpx2.AsyncClient(timeout=None, limits=limits, trust_env=False)
+
+
+async def _raw_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Call:
+    client = await stack.enter_async_context(_pool(concurrency))
+    url = base + "/v1/chat/completions"
+    body = _body(stream=False)
+
+    async def call() -> None:
+        response = await client.post(url, content=body, headers=HEADERS)
+        if response.status_code != 200:
+            raise RuntimeError(f"raw: HTTP {response.status_code}")
+        completion = _decode_completion(response.content)
+        if not completion.choices:
+            raise RuntimeError("raw: no choices")
+
+    return call
+
+
+async def _switchyard_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Call:
+    provider = openai_provider(
+        name="openai",
+        base_url=base + "/v1",
+        api_key=API_KEY,
+        model=MODEL,
+        http_client="httpx2",
+        max_connections=concurrency,
+    )
+    spec = ProviderSpec(provider=provider, max_concurrency=max(64, concurrency))
+    rt = await stack.enter_async_context(open_runtime([spec], config=RuntimeConfig(seed=1)))
+
+    async def call() -> None:
+        response = await rt.complete(MESSAGES)
+        if not response.text:
+            raise RuntimeError("switchyard: empty answer")
+
+    return call
+
+
+async def _sdk_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Call:
+    http = await stack.enter_async_context(_pool(concurrency))
+    client = openai.AsyncOpenAI(
+        api_key=API_KEY, base_url=base + "/v1", max_retries=0, timeout=None, http_client=http
+    )
+    create = client.chat.completions.create
+
+    async def call() -> None:
+        completion = await create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+        if not completion.choices:
+            raise RuntimeError("openai_sdk: no choices")
+
+    return call
+
+
+CALLERS = {"switchyard": _switchyard_caller, "raw": _raw_caller, "openai_sdk": _sdk_caller}
+
+
+async def drive(
+    call: Call,
+    concurrency: int,
+    seconds: float,
+    server_pid: int | None = None,
+    warm_calls: int | None = None,
+) -> dict[str, Any]:
+    """``concurrency`` tasks calling ``call`` in a loop for ``seconds``, after a warm-up of
+    ``warm_calls`` concurrent calls (default: one per task; they also replace connections
+    the server closed meanwhile). Failed calls are counted by type, not timed.
+    ``server_pid``: also report that process's CPU per request (the emulator's, to see
+    which side is the bottleneck)."""
+
+    async def warm() -> None:
+        for _ in range(3):
+            try:
+                await call()
+                return
+            except Exception:
+                continue
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(min(concurrency, warm_calls or concurrency)):
+            nursery.start_soon(warm)
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    clock = time.perf_counter
+
+    async def worker(stop: float) -> None:
+        while clock() < stop:
+            t0 = clock()
+            try:
+                await call()
+            except Exception as exc:
+                errors[type(exc).__name__] += 1
+                continue
+            latencies.append(clock() - t0)
+
+    server0 = None if server_pid is None else process_cpu_seconds(server_pid)
+    cpu0 = cpu_seconds()
+    begin = clock()
+    async with trio.open_nursery() as nursery:
+        for _ in range(concurrency):
+            nursery.start_soon(worker, begin + seconds)
+    elapsed = clock() - begin
+    return summarize(latencies, elapsed, cpu_seconds() - cpu0, errors, server_pid, server0)
+
+
+async def _drive_op(params: dict[str, Any]) -> dict[str, Any]:
+    concurrency = int(params["concurrency"])
+    async with AsyncExitStack() as stack:
+        call = await CALLERS[params["caller"]](stack, params["url"], concurrency)
+        return await drive(
+            call,
+            concurrency,
+            float(params["seconds"]),
+            params.get("server_pid"),
+            params.get("warm"),
+        )
+
+
+async def _gateway_op(params: dict[str, Any]) -> dict[str, Any]:
+    """The openai SDK at ``concurrency`` through the gateway and straight to the emulator,
+    alternating; the gateway's own CPU per request is reported too."""
+    seconds = float(params["seconds"])
+    concurrency = int(params["concurrency"])
+    targets = {
+        "gateway": (params["gateway"], params["gateway_pid"]),
+        "direct": (params["url"], params["server_pid"]),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    async with AsyncExitStack() as stack:
+        calls = {
+            name: await _sdk_caller(stack, url, concurrency) for name, (url, _) in targets.items()
+        }
+        for r in range(int(params["rounds"])):
+            for name in ("gateway", "direct") if r % 2 == 0 else ("direct", "gateway"):
+                pid = targets[name][1]
+                run = await drive(calls[name], concurrency, seconds, pid, params.get("warm"))
+                runs[name].append(run)
+    return {name: merge(r) for name, r in runs.items()}
+
+
+# --- streaming -----------------------------------------------------------------------------
+
+
+async def _stream_raw(client: httpx2.AsyncClient, url: str, body: bytes) -> tuple[int, int, int]:
+    """One stream: (ns to the first content chunk, ns to the end, content chunks)."""
+    clock = time.perf_counter_ns
+    t0 = clock()
+    first = 0
+    chunks = 0
+    buffer = b""
+    async with client.stream("POST", url, content=body, headers=HEADERS) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"raw stream: HTTP {response.status_code}")
+        async for data in response.aiter_bytes():
+            buffer += data
+            *frames, buffer = buffer.split(b"\n\n")
+            for frame in frames:
+                if not frame.startswith(b"data: "):
+                    continue
+                payload = frame[6:]
+                if payload == b"[DONE]":
+                    return first - t0, clock() - t0, chunks
+                chunk = _decode_chunk(payload)
+                if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
+                    chunks += 1
+                    if chunks == 1:
+                        first = clock()
+    raise RuntimeError("raw stream: no [DONE]")
+
+
+async def _stream_switchyard(rt: Any) -> tuple[int, int, int]:
+    clock = time.perf_counter_ns
+    t0 = clock()
+    first = 0
+    chunks = 0
+    async with rt.stream(MESSAGES, max_tokens=20) as events:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                chunks += 1
+                if chunks == 1:
+                    first = clock()
+    end = clock()
+    if events.response is None:
+        raise RuntimeError("switchyard stream failed")
+    return first - t0, end - t0, chunks
+
+
+async def _stream(params: dict[str, Any]) -> dict[str, Any]:
+    base = params["url"]
+    n = int(params["streams"])
+    url = base + "/v1/chat/completions"
+    body = _body(stream=True, max_tokens=20)
+    provider = openai_provider(
+        name="openai", base_url=base + "/v1", api_key=API_KEY, model=MODEL, max_connections=4
+    )
+    samples: dict[str, list[tuple[int, int, int]]] = {"switchyard": [], "raw": []}
+    async with _pool(4) as client, open_runtime([provider], config=RuntimeConfig(seed=1)) as rt:
+        for _ in range(20):
+            await _stream_raw(client, url, body)
+            await _stream_switchyard(rt)
+        for i in range(n):
+            pair = [("raw", _stream_raw(client, url, body)), ("switchyard", _stream_switchyard(rt))]
+            for name, run in pair if i % 2 else pair[::-1]:
+                samples[name].append(await run)
+    out: dict[str, Any] = {"streams": n}
+    for name, rows in samples.items():
+        counts = {c for _, _, c in rows}
+        if len(counts) != 1:
+            raise RuntimeError(f"{name}: chunk counts differ between streams: {counts}")
+        chunks = counts.pop()
+        out["chunks"] = chunks
+        out[f"{name}_ttft_us_p50"] = median([f for f, _, _ in rows]) / 1000
+        out[f"{name}_chunk_us"] = median([(e - f) / (chunks - 1) for f, e, _ in rows]) / 1000
+        out[f"{name}_total_us_p50"] = median([e for _, e, _ in rows]) / 1000
+    out["ttft_overhead_us_p50"] = out["switchyard_ttft_us_p50"] - out["raw_ttft_us_p50"]
+    out["chunk_overhead_us"] = out["switchyard_chunk_us"] - out["raw_chunk_us"]
+    return out
+
+
+def http(params: dict[str, Any]) -> dict[str, Any]:
+    """One command: ``drive`` (one caller), ``gateway`` or ``stream``."""
+    op = {"drive": _drive_op, "gateway": _gateway_op, "stream": _stream}[params["op"]]
+    return trio.run(op, params)

@@ -1,0 +1,63 @@
+"""The benchmark harness runs in quick mode and reports every key (no speed assertions).
+
+Without LiteLLM installed (it is in the ``bench`` extra, not ``dev``) the harness runs with
+``--no-litellm`` and the LiteLLM fields must be null; everything else must be a number.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CALLER_FIELDS = (
+    "switchyard_rps",
+    "raw_rps",
+    "openai_sdk_rps",
+    "litellm_rps",
+    "switchyard_p99_ms",
+    "raw_p99_ms",
+    "litellm_p99_ms",
+)
+LITELLM_FIELDS = {"litellm_rps", "litellm_p99_ms"}
+REQUIRED = {
+    "machine": ("cpus", "python"),
+    "inprocess": ("overhead_us_p50", "rps"),
+    "gateway.c64": ("rps", "direct_rps", "p99_ms"),
+    "stream": ("ttft_overhead_us_p50", "chunk_overhead_us"),
+    "memory": ("rss_mb_10k_streams", "rss_growth_mb_200k"),
+    **{f"http.{c}": CALLER_FIELDS for c in ("c1", "c64", "c256")},
+}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def test_quick_benchmark_reports_every_key(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    with_litellm = importlib.util.find_spec("litellm") is not None
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json", str(out)]
+    if not with_litellm:
+        command.append("--no-litellm")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=150, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "targets:" in result.stdout
+    data = json.loads(out.read_text())
+    assert isinstance(data["machine"]["python"], str)
+    for section, keys in REQUIRED.items():
+        node = data
+        for part in section.split("."):
+            node = node[part]
+        for key in keys:
+            if section == "machine" and key == "python":
+                continue
+            value = node[key]
+            if key in LITELLM_FIELDS and not with_litellm:
+                assert value is None, f"{section}.{key} should be null without LiteLLM"
+            else:
+                assert _is_number(value), f"{section}.{key} = {value!r}"
