@@ -205,3 +205,48 @@ class AnthropicSDKProvider(LLMProvider):
         finally:
             with trio.CancelScope(shield=True):
                 await events.close()
+
+
+def anthropic_bedrock_provider(
+    *,
+    name: str,
+    model: str,
+    region: str,
+    api_key: Secret | str | None = None,
+    max_connections: int = 100,
+) -> AnthropicSDKProvider:
+    """Claude on AWS Bedrock through ``anthropic.AsyncAnthropicBedrock``.
+
+    ``api_key`` is a Bedrock API key (bearer token); without one the SDK signs requests with
+    the AWS credentials in the environment, which needs ``botocore``.
+    """
+    http = make_http_client("httpx2", max_connections=max_connections)
+    key = api_key.reveal() if isinstance(api_key, Secret) else api_key
+    client = anthropic.AsyncAnthropicBedrock(aws_region=region, api_key=key, http_client=http)
+    provider = AnthropicSDKProvider(name=name, model=model, client=client)
+    provider._http = http  # the provider owns the HTTP client it was built on
+    return provider
+
+
+def anthropic_vertex_provider(
+    *,
+    name: str,
+    model: str,
+    region: str,
+    project: str,
+    access_token: Secret | str | None = None,
+    max_connections: int = 100,
+) -> AnthropicSDKProvider:
+    """Claude on Google Vertex AI through ``anthropic.AsyncAnthropicVertex``.
+
+    ``access_token`` is an OAuth token; without one the SDK uses Google's application
+    default credentials.
+    """
+    http = make_http_client("httpx2", max_connections=max_connections)
+    token = access_token.reveal() if isinstance(access_token, Secret) else access_token
+    client = anthropic.AsyncAnthropicVertex(
+        region=region, project_id=project, access_token=token, http_client=http
+    )
+    provider = AnthropicSDKProvider(name=name, model=model, client=client)
+    provider._http = http
+    return provider

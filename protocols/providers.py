@@ -14,7 +14,11 @@ from ._gemini import GeminiCodec, gemini_provider
 from ._openai import OpenAICodec, openai_provider
 
 if TYPE_CHECKING:
-    from ._anthropic_sdk import AnthropicSDKProvider
+    from ._anthropic_sdk import (
+        AnthropicSDKProvider,
+        anthropic_bedrock_provider,
+        anthropic_vertex_provider,
+    )
     from ._gemini_sdk import GeminiSDKProvider
     from ._openai_sdk import OpenAISDKProvider
 
@@ -25,7 +29,9 @@ __all__ = [
     "GeminiSDKProvider",
     "OpenAICodec",
     "OpenAISDKProvider",
+    "anthropic_bedrock_provider",
     "anthropic_provider",
+    "anthropic_vertex_provider",
     "gemini_provider",
     "openai_provider",
 ]
@@ -33,6 +39,8 @@ __all__ = [
 _LAZY = {
     "OpenAISDKProvider": "._openai_sdk",
     "AnthropicSDKProvider": "._anthropic_sdk",
+    "anthropic_bedrock_provider": "._anthropic_sdk",
+    "anthropic_vertex_provider": "._anthropic_sdk",
     "GeminiSDKProvider": "._gemini_sdk",
 }
 

@@ -128,16 +128,37 @@ def build_provider(provider: ProviderSettings, env: Mapping[str, str]) -> LLMPro
         provider.extra_headers,
     )
     if provider.transport == "sdk":
-        match provider.kind:
-            case "openai":
+        match provider.kind, provider.sdk_client:
+            case "openai", _:
                 return wire.OpenAISDKProvider(
-                    name=name, base_url=url, api_key=key or "", model=model, extra_headers=headers
+                    name=name,
+                    base_url=url,
+                    # Like the native transport, a missing key gets the provider's 401.
+                    api_key=key or Secret("missing-api-key"),
+                    model=model,
+                    extra_headers=headers,
+                    azure_api_version=provider.azure_api_version,
+                    azure_deployment=provider.azure_deployment,
                 )
-            case "anthropic":
+            case "anthropic", "bedrock":
+                assert provider.region is not None  # checked when the settings were read
+                return wire.anthropic_bedrock_provider(
+                    name=name, model=model, region=provider.region, api_key=key
+                )
+            case "anthropic", "vertex":
+                assert provider.region is not None and provider.project is not None
+                return wire.anthropic_vertex_provider(
+                    name=name,
+                    model=model,
+                    region=provider.region,
+                    project=provider.project,
+                    access_token=key,
+                )
+            case "anthropic", _:
                 return wire.AnthropicSDKProvider(
                     name=name, base_url=url, api_key=key, model=model, extra_headers=headers
                 )
-            case "gemini":
+            case "gemini", _:
                 return wire.GeminiSDKProvider(
                     name=name, base_url=url, api_key=key, model=model, extra_headers=headers
                 )

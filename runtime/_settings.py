@@ -124,6 +124,14 @@ class ProviderSettings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     priority: int = 0
     weight: PositiveFloat = 1.0
     http_client: HttpClientName = "httpx2"
+    sdk_client: Literal["default", "azure", "bedrock", "vertex"] = "default"
+    """With ``transport = "sdk"``: ``azure`` (OpenAI) or ``bedrock``/``vertex`` (Anthropic)."""
+    azure_api_version: str | None = None
+    azure_deployment: str | None = None
+    region: str | None = None
+    """AWS region (Bedrock) or Google Cloud region (Vertex)."""
+    project: str | None = None
+    """Google Cloud project (Vertex)."""
     extra_headers: dict[str, str] = {}
     models: list[str] = []
     """Other model names this provider serves, besides ``model``."""
@@ -320,6 +328,16 @@ def _check_consistency(settings: Settings, source: str) -> None:
         if provider.name == "router":
             raise ConfigError(f"{source}: providers[{i}].name: 'router' is reserved")
         seen[provider.name] = i
+    for i, p in enumerate(settings.providers):
+        where = f"{source}: providers[{i}].sdk_client"
+        if p.sdk_client != "default" and p.transport != "sdk":
+            raise ConfigError(f'{where}: {p.sdk_client!r} needs transport = "sdk"')
+        if p.sdk_client == "azure" and (p.kind != "openai" or not p.azure_api_version):
+            raise ConfigError(f"{where}: 'azure' needs kind = \"openai\" and azure_api_version")
+        if p.sdk_client in ("bedrock", "vertex") and (p.kind != "anthropic" or not p.region):
+            raise ConfigError(f'{where}: {p.sdk_client!r} needs kind = "anthropic" and region')
+        if p.sdk_client == "vertex" and not p.project:
+            raise ConfigError(f"{where}: 'vertex' needs project")
     served = {m for p in settings.providers for m in (p.model, *p.models)} | set(seen)
     for task, targets in settings.task_routes.items():
         for target in targets:

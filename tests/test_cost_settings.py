@@ -75,3 +75,69 @@ def test_bad_cost_sections_name_the_field(edit, message):
         parse_settings(tomllib.loads(DOCUMENT.replace(old, new)), source="sw.toml")
     assert message in str(info.value)
     assert str(info.value).startswith("sw.toml: ")
+
+
+SDK_PROVIDERS = """
+[[providers]]
+name = "azure"
+kind = "openai"
+transport = "sdk"
+sdk_client = "azure"
+azure_api_version = "2024-10-21"
+azure_deployment = "gpt-4o-mini"
+base_url = "https://example.openai.azure.com"
+model = "gpt-4o-mini"
+
+[[providers]]
+name = "bedrock"
+kind = "anthropic"
+transport = "sdk"
+sdk_client = "bedrock"
+region = "us-east-1"
+base_url = "https://bedrock-runtime.us-east-1.amazonaws.com"
+model = "anthropic.claude-sonnet-4-5"
+
+[[providers]]
+name = "vertex"
+kind = "anthropic"
+transport = "sdk"
+sdk_client = "vertex"
+region = "us-east5"
+project = "my-project"
+base_url = "https://us-east5-aiplatform.googleapis.com"
+model = "claude-sonnet-4-5"
+api_key_env = "VERTEX_TOKEN"
+"""
+
+
+async def test_sdk_client_flavours_are_chosen_in_the_configuration():
+    import anthropic
+    import openai
+
+    from runtime._build import build_provider
+
+    settings = parse_settings(tomllib.loads(SDK_PROVIDERS))
+    built = [build_provider(p, {"VERTEX_TOKEN": "t"}) for p in settings.providers]
+    try:
+        assert isinstance(built[0]._client, openai.AsyncAzureOpenAI)
+        assert isinstance(built[1]._client, anthropic.AsyncAnthropicBedrock)
+        assert isinstance(built[2]._client, anthropic.AsyncAnthropicVertex)
+    finally:
+        for provider in built:
+            await provider.aclose()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (('sdk_client = "azure"\n', 'sdk_client = "bedrock"\n'), 'needs kind = "anthropic"'),
+        (('region = "us-east-1"\n', ""), "'bedrock' needs kind = \"anthropic\" and region"),
+        (('project = "my-project"\n', ""), "'vertex' needs project"),
+        (('transport = "sdk"\nsdk_client = "azure"', 'sdk_client = "azure"'), "needs transport"),
+    ],
+)
+def test_sdk_client_settings_are_checked(edit, message):
+    old, new = edit
+    with pytest.raises(ConfigError) as info:
+        parse_settings(tomllib.loads(SDK_PROVIDERS.replace(old, new, 1)), source="sw.toml")
+    assert message in str(info.value)
