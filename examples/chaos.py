@@ -10,7 +10,7 @@ from collections import Counter
 import structlog
 import trio
 
-from actors import SupervisorConfig
+from actors import RetryBudgetConfig, RetryConfig, SupervisorConfig
 from protocols import SwitchyardError
 from runtime import RuntimeConfig, open_runtime
 from runtime.testing import ChaosMonkey, MockProvider
@@ -21,9 +21,12 @@ async def main(seed: int) -> None:
         MockProvider(name=name, failure_rate=0.2, seed=seed + i, latency=(0.002, 0.01))
         for i, name in enumerate(["openai", "anthropic", "gemini"])
     ]
+    # Every provider fails 20% of the time, which is the default retry budget (20% of
+    # requests): give retries more room, and allow a third pass over the providers.
     config = RuntimeConfig(
         seed=seed,
         supervision=SupervisorConfig(max_restarts=1000, period_s=1.0, backoff_base_s=0.005),
+        retry=RetryConfig(budget=RetryBudgetConfig(ratio=0.5), max_rounds=3),
     )
     outcomes: Counter[str] = Counter()
     async with open_runtime(providers, config=config, policy="round_robin") as rt:

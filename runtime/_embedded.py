@@ -38,7 +38,7 @@ def emulated_settings(base_url: str, **overrides: Any) -> Settings:
                 "kind": "anthropic",
                 "base_url": base_url,
                 "api_key_env": "ANTHROPIC_API_KEY",
-                "model": "claude-sonnet-4-5",
+                "model": "claude-sonnet-4-6",
                 "priority": 1,
             },
             {

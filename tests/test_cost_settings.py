@@ -95,7 +95,7 @@ transport = "sdk"
 sdk_client = "bedrock"
 region = "us-east-1"
 base_url = "https://bedrock-runtime.us-east-1.amazonaws.com"
-model = "anthropic.claude-sonnet-4-5"
+model = "anthropic.claude-sonnet-4-6"
 
 [[providers]]
 name = "vertex"
@@ -105,7 +105,7 @@ sdk_client = "vertex"
 region = "us-east5"
 project = "my-project"
 base_url = "https://us-east5-aiplatform.googleapis.com"
-model = "claude-sonnet-4-5"
+model = "claude-sonnet-4-6"
 api_key_env = "VERTEX_TOKEN"
 """
 

@@ -40,7 +40,7 @@ def http_providers(base_url: str, transport: str) -> list[LLMProvider]:
                 name="openai", base_url=base_url + "/v1", api_key="sk-test", model="gpt-4o-mini"
             ),
             wire.AnthropicSDKProvider(
-                name="anthropic", base_url=base_url, api_key="sk-ant", model="claude-sonnet-4-5"
+                name="anthropic", base_url=base_url, api_key="sk-ant", model="claude-sonnet-4-6"
             ),
             wire.GeminiSDKProvider(
                 name="gemini", base_url=base_url, api_key="g-key", model="gemini-2.5-flash"
@@ -51,7 +51,7 @@ def http_providers(base_url: str, transport: str) -> list[LLMProvider]:
             name="openai", base_url=base_url + "/v1", api_key="sk-test", model="gpt-4o-mini"
         ),
         wire.anthropic_provider(
-            name="anthropic", base_url=base_url, api_key="sk-ant", model="claude-sonnet-4-5"
+            name="anthropic", base_url=base_url, api_key="sk-ant", model="claude-sonnet-4-6"
         ),
         wire.gemini_provider(
             name="gemini", base_url=base_url, api_key="g-key", model="gemini-2.5-flash"

@@ -231,7 +231,7 @@ async def test_cost_routing_saves_against_the_priciest_provider(autojump_clock):
         providers = [
             Mock(name="openai", kind="openai", model="gpt-4o-mini", failure_rate=0.05, seed=4),
             Mock(name="gemini", kind="gemini", model="gemini-2.5-flash", seed=5),
-            Mock(name="anthropic", kind="anthropic", model="claude-sonnet-4-5", seed=6),
+            Mock(name="anthropic", kind="anthropic", model="claude-sonnet-4-6", seed=6),
         ]
         # Priority puts the priciest (anthropic) first.
         specs = [ProviderSpec(provider=p, priority=-i) for i, p in enumerate(providers)]

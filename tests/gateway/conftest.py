@@ -28,7 +28,7 @@ from runtime.emulator import EmulatorHandle, serve_emulator
 HI = [{"role": "user", "content": "Tell me something about switchyards"}]
 FAST_RETRY = {"base_s": 0.01, "cap_s": 0.05, "max_retries": 0, "max_rounds": 1}
 """No retries and one round: a failing provider fails over at once."""
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-6", "gemini": "gemini-2.5-flash"}
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 HI = [{"role": "user", "content": "Tell me something about switchyards"}]
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-6", "gemini": "gemini-2.5-flash"}
 
 WEATHER_TOOL: Any = {
     "type": "function",
@@ -91,7 +91,7 @@ async def test_auto_fails_over_and_names_who_answered(
     gateway.emu.set_faults("openai", "status=503")
     raw = await client.chat.completions.with_raw_response.create(model="auto", messages=HI)
     assert raw.headers["x-switchyard-provider"] == "anthropic"
-    assert raw.parse().model == "claude-sonnet-4-5"
+    assert raw.parse().model == "claude-sonnet-4-6"
 
 
 async def test_a_model_limited_to_one_provider_does_not_fail_over(
@@ -122,13 +122,13 @@ async def test_models_lists_models_and_aliases(client: openai.AsyncOpenAI) -> No
     assert owners == {
         "auto": "switchyard",
         "gpt-4o-mini": "openai",
-        "claude-sonnet-4-5": "anthropic",
+        "claude-sonnet-4-6": "anthropic",
         "gemini-2.5-flash": "gemini",
         "fast": "switchyard",
         "smart": "switchyard",
     }
-    model = await client.models.retrieve("claude-sonnet-4-5")
-    assert (model.id, model.owned_by) == ("claude-sonnet-4-5", "anthropic")
+    model = await client.models.retrieve("claude-sonnet-4-6")
+    assert (model.id, model.owned_by) == ("claude-sonnet-4-6", "anthropic")
     with pytest.raises(openai.NotFoundError) as caught:
         await client.models.retrieve("gpt-9-ultra")
     assert caught.value.code == "model_not_found"
@@ -162,7 +162,7 @@ async def test_image_parts_reach_the_provider(gateway: Any, client: openai.Async
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
     ]
-    for model in ("gpt-4o-mini", "claude-sonnet-4-5"):
+    for model in ("gpt-4o-mini", "claude-sonnet-4-6"):
         completion = await client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": content}]
         )
@@ -206,12 +206,12 @@ async def test_stream_without_include_usage_has_no_usage_chunk(
     client: openai.AsyncOpenAI,
 ) -> None:
     stream = await client.chat.completions.create(
-        model="claude-sonnet-4-5", messages=HI, stream=True
+        model="claude-sonnet-4-6", messages=HI, stream=True
     )
     chunks = [chunk async for chunk in stream]
     assert all(chunk.choices for chunk in chunks)
     assert all(chunk.usage is None for chunk in chunks)
-    assert all(chunk.model == "claude-sonnet-4-5" for chunk in chunks)
+    assert all(chunk.model == "claude-sonnet-4-6" for chunk in chunks)
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
@@ -224,7 +224,7 @@ async def test_auto_stream_fails_over_before_content_and_names_the_provider(
     ) as response:
         assert response.headers["x-switchyard-provider"] == "anthropic"
         chunks = [chunk async for chunk in await response.parse()]
-    assert {chunk.model for chunk in chunks} == {"claude-sonnet-4-5"}
+    assert {chunk.model for chunk in chunks} == {"claude-sonnet-4-6"}
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
 

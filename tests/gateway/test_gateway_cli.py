@@ -55,7 +55,7 @@ name = "anthropic"
 kind = "anthropic"
 base_url = "{emulator_url}"
 api_key_env = "ANTHROPIC_API_KEY"
-model = "claude-sonnet-4-5"
+model = "claude-sonnet-4-6"
 priority = 1
 
 [[providers]]
@@ -223,7 +223,7 @@ async def test_requests_outliving_the_grace_period_are_cut_with_errors_then_exit
 
         async def stream() -> None:
             chunks = await client.chat.completions.create(
-                model="claude-sonnet-4-5", messages=HI, stream=True
+                model="claude-sonnet-4-6", messages=HI, stream=True
             )
             with pytest.raises(openai.APIError) as caught:
                 async for chunk in chunks:
@@ -336,7 +336,7 @@ async def test_chat_with_a_config_fails_over(
     )
     assert code == 0, err
     assert out.strip()
-    assert "[anthropic claude-sonnet-4-5, " in err
+    assert "[anthropic claude-sonnet-4-6, " in err
     assert "gemini': no api_key_env" in err  # the missing-key warning
 
 
