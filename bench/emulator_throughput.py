@@ -1,4 +1,4 @@
-"""Loopback throughput of the emulator: ``python -m tests.emulator.bench_throughput``.
+"""Loopback throughput of the emulator: ``python bench/emulator_throughput.py``.
 
 Starts ``python -m runtime.emulator`` in a child process, then drives it from
 this process with N concurrent httpx clients for a fixed number of requests.
