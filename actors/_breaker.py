@@ -12,6 +12,9 @@ from typing import Literal, TypeAlias, final
 
 import msgspec
 
+from actors._checks import is_int as _is_int
+from actors._checks import is_number as _is_number
+from actors._checks import require as _require
 from actors._stats import WindowedCounter
 
 __all__ = ["BreakerConfig", "BreakerSnapshot", "BreakerState", "CircuitBreaker"]
@@ -19,19 +22,6 @@ __all__ = ["BreakerConfig", "BreakerSnapshot", "BreakerState", "CircuitBreaker"]
 BreakerState: TypeAlias = Literal["closed", "open", "half_open"]
 
 _BUCKETS = 10
-
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _require(ok: bool, field: str, expected: str, got: object) -> None:
-    if not ok:
-        raise ValueError(f"{field}: expected {expected}, got {got!r}")
 
 
 @final
