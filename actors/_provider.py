@@ -480,7 +480,10 @@ class ProviderActor:
                     cost = self._settle(job.request, progress, reservation, usage)
                     await reply.send(msgspec.structs.replace(event, cost_usd=cost))
                     return
-                await reply.send(event)
+                try:
+                    reply.send_nowait(event)  # room in the buffer: no scheduler round trip
+                except trio.WouldBlock:
+                    await reply.send(event)  # a slow reader slows the upstream read
         finally:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:

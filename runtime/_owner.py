@@ -87,10 +87,15 @@ class _Owner:
             self.delay = 0.0
         send, receive = trio.open_memory_channel[Reply](capacity)
         ticket = Ticket()
+        dispatch = Dispatch(self.request, send, ticket, self.exclude, self.prefer, self.avoid)
+        inbox = self.rt._router_inbox
         try:
-            await self.rt._router_inbox.send(
-                Dispatch(self.request, send, ticket, self.exclude, self.prefer, self.avoid)
-            )
+            # Most of the time the router's mailbox has room: skip the scheduler round trip
+            # of an awaited send (the caller checkpoints on the reply anyway).
+            try:
+                inbox.send_nowait(dispatch)
+            except trio.WouldBlock:
+                await inbox.send(dispatch)  # backpressure
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             send.close()
             receive.close()
