@@ -13,7 +13,13 @@ import pytest
 import trio
 import trio.testing
 
-from actors import BackoffConfig, ProviderSpec, RetryConfig, SupervisorConfig
+from actors import (
+    BackoffConfig,
+    ProviderSpec,
+    RetryBudgetConfig,
+    RetryConfig,
+    SupervisorConfig,
+)
 from protocols import (
     AllProvidersFailed,
     ErrorEvent,
@@ -175,7 +181,9 @@ async def test_short_chaos_over_http(emulator, transport):
     config = RuntimeConfig(
         seed=5,
         supervision=SupervisorConfig(max_restarts=1000, period_s=1.0, backoff_base_s=0.005),
-        retry=RetryConfig(max_rounds=3),
+        # Every provider fails 20% of the time, the default retry budget's share: give
+        # retries room, as the in-process chaos test does (the budget is tested on its own).
+        retry=RetryConfig(max_rounds=3, budget=RetryBudgetConfig(ratio=0.5)),
     )
     outcomes: Counter[str] = Counter()
 
