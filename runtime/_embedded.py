@@ -32,6 +32,8 @@ def emulated_settings(base_url: str, **overrides: Any) -> Settings:
                 "api_key_env": "OPENAI_API_KEY",
                 "model": "gpt-4o-mini",
                 "priority": 0,
+                "rpm": 6000,
+                "tpm": 4_000_000,
             },
             {
                 "name": "anthropic",
@@ -40,6 +42,8 @@ def emulated_settings(base_url: str, **overrides: Any) -> Settings:
                 "api_key_env": "ANTHROPIC_API_KEY",
                 "model": "claude-sonnet-4-6",
                 "priority": 1,
+                "rpm": 6000,
+                "tpm": 4_000_000,
             },
             {
                 "name": "gemini",
@@ -48,6 +52,8 @@ def emulated_settings(base_url: str, **overrides: Any) -> Settings:
                 "api_key_env": "GEMINI_API_KEY",
                 "model": "gemini-2.5-flash",
                 "priority": 2,
+                "rpm": 6000,
+                "tpm": 4_000_000,
             },
         ],
     }

@@ -151,7 +151,7 @@ async def test_cancelling_a_stream_closes_upstream_promptly(emulator, transport)
             assert isinstance(first, TextDelta)
             start = trio.current_time()
         await trio.testing.wait_all_tasks_blocked(cushion=0.05)
-        assert trio.current_time() - start < 0.5
+        assert trio.current_time() - start < 2.0  # not the rest of a 5 s dripping stream
         assert rt.health().actor("openai").in_flight == 0
 
 

@@ -229,7 +229,7 @@ async def test_client_walking_away_stops_a_dripping_stream() -> None:
         started = trio.current_time()
         nursery.cancel_scope.cancel()
     # Without the disconnect watch the handler would hold shutdown for its grace time.
-    assert trio.current_time() - started < 0.5
+    assert trio.current_time() - started < 1.5
 
 
 def test_config_from_json() -> None:

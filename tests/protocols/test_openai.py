@@ -1204,7 +1204,7 @@ async def test_cancelling_a_stream_closes_the_upstream_request(
                         cancelled_at = time.monotonic()
                         scope.cancel()
                         await trio.sleep(10)  # the cancellation interrupts this at once
-        assert time.monotonic() - cancelled_at < 0.5
+        assert time.monotonic() - cancelled_at < 5.0  # not the 10 s sleep
     finally:
         await provider.aclose()
         if client is not None:
