@@ -19,7 +19,7 @@ from protocols._validate import DEFAULT_MAX_OUTPUT_TOKENS
 
 from ._budget import BudgetConfig, BudgetExceeded, BudgetGuard, Reservation
 from ._ledger import CostLedger
-from ._pricing import ModelPrice, PriceBook
+from ._pricing import PriceBook
 from ._quality import DEFAULT_QUALITY
 
 __all__ = ["Accounting"]
@@ -51,9 +51,6 @@ class Accounting:
     def max_cost(self, kind: str, model: str, request: Request) -> Decimal | None:
         prompt, output = self.split_tokens(request)
         return self.prices.estimate_cost(kind, model, prompt, output)
-
-    def price(self, kind: str, model: str) -> ModelPrice | None:
-        return self.prices.price(kind, model)
 
     def quality(self, model: str) -> float | None:
         return self.quality_table.get(model)

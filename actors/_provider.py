@@ -203,6 +203,10 @@ class ProviderSlot:
         """The most ``request`` may cost here; None if the model has no known price."""
         return self.accounting.max_cost(self.kind, self.model_for(request), request)
 
+    def record_ttft(self, seconds: float, now: float) -> None:
+        self.ttft.add(seconds)
+        self.ttft_ewma.update(seconds, now)
+
     def _provider_reported(self, info: RateLimitInfo) -> None:
         self.limiter.update_from_headers(
             remaining_requests=info.remaining_requests,
@@ -348,10 +352,9 @@ class ProviderActor:
                 elif verdict:
                     slot.breaker.record_success()
                     slot.successes += 1
-                    elapsed = trio.current_time() - started
-                    slot.latency.add(elapsed)
                     slot.measured_at = now = trio.current_time()
-                    slot.latency_ewma.update(elapsed, now)
+                    slot.latency.add(now - started)
+                    slot.latency_ewma.update(now - started, now)
                     if progress.usage is not None:
                         slot.limiter.reconcile(
                             request.estimated_tokens, progress.usage.total_tokens
@@ -424,9 +427,8 @@ class ProviderActor:
         response = await self.provider.complete(job.request)
         if not isinstance(response, Response):
             raise TypeError(f"{self.slot.name}.complete returned {type(response).__name__}")
-        elapsed = trio.current_time() - started
-        self.slot.ttft.add(elapsed)
-        self.slot.ttft_ewma.update(elapsed, trio.current_time())
+        now = trio.current_time()
+        self.slot.record_ttft(now - started, now)
         progress.usage = response.usage
         progress.model = response.model or progress.model
         cost = self._settle(job.request, progress, reservation, response.usage)
@@ -462,14 +464,12 @@ class ProviderActor:
                     progress.chars += len(event.text)
                     if not progress.content:
                         progress.content = True
-                        slot.ttft.add(now - started)
-                        slot.ttft_ewma.update(now - started, now)
+                        slot.record_ttft(now - started, now)
                 elif isinstance(event, ToolCallDelta):
                     progress.chars += len(event.arguments_delta)
                     if not progress.content:
                         progress.content = True
-                        slot.ttft.add(now - started)
-                        slot.ttft_ewma.update(now - started, now)
+                        slot.record_ttft(now - started, now)
                 elif isinstance(event, UsageEvent):
                     progress.usage = event.usage
                 elif isinstance(event, Finish):

@@ -8,10 +8,10 @@ from types import TracebackType
 from typing import Any, final
 
 from actors import PolicyName, ProviderSpec, RuntimeHealth
-from protocols import ErrorEvent, LLMProvider, Response, TextDelta
+from protocols import LLMProvider, Response
 
 from ._config import RuntimeConfig
-from ._runtime import MessagesIn, Runtime, open_runtime
+from ._runtime import MessagesIn, Runtime, open_runtime, text_chunks
 
 __all__ = ["UnifiedLLMClient"]
 
@@ -77,11 +77,8 @@ class UnifiedLLMClient:
         closed; wrap it in ``contextlib.aclosing`` to make that immediate).
         """
         async with self.runtime.stream(messages, **options) as events:
-            async for event in events:
-                if isinstance(event, TextDelta):
-                    yield event.text
-                elif isinstance(event, ErrorEvent):
-                    raise event.error
+            async for chunk in text_chunks(events):
+                yield chunk
 
     def health(self) -> RuntimeHealth:
         return self.runtime.health()

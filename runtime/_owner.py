@@ -373,13 +373,18 @@ class EventStream:
     def _content(self, event: StreamEvent) -> StreamEvent:
         if self._first_content is None:
             self._first_content = trio.current_time()
-            if self._held:
-                self._ready.extend(self._held[1:])
-                self._ready.append(event)
-                first = self._held[0]
-                self._held.clear()
-                return first
+            return self._after_held(event)
         return event
+
+    def _after_held(self, event: StreamEvent) -> StreamEvent:
+        """Deliver the events held back before the first content, then ``event``."""
+        if not self._held:
+            return event
+        self._ready.extend(self._held[1:])
+        self._ready.append(event)
+        first = self._held[0]
+        self._held.clear()
+        return first
 
     def _tool_delta(self, delta: ToolCallDelta) -> None:
         buffer = self._tools.get(delta.index)
@@ -433,13 +438,7 @@ class EventStream:
         final = Finish(
             finish.reason, model=response.model, response=response, cost_usd=finish.cost_usd
         )
-        if self._held:  # usage that came before any content (an empty answer)
-            self._ready.extend(self._held[1:])
-            self._ready.append(final)
-            first = self._held[0]
-            self._held.clear()
-            return first
-        return final
+        return self._after_held(final)  # usage may have come before any content
 
     def _assemble(self) -> tuple[ContentPart, ...]:
         parts: list[ContentPart] = []

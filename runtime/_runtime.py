@@ -313,7 +313,9 @@ class Runtime:
             default_timeout=self.config.default_timeout_s,
             stream=stream,
         )
-        unknown = set(request.options.providers) - self._by_name.keys()
+        unknown = (
+            request.options.providers and set(request.options.providers) - self._by_name.keys()
+        )
         if unknown:
             raise InvalidRequest(
                 f"no provider named {sorted(unknown)[0]!r}; providers: {', '.join(self._by_name)}",
