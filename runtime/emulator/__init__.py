@@ -9,7 +9,10 @@ One ASGI app (:class:`Emulator`) serves, on one port, with the real wire formats
   ``:streamGenerateContent?alt=sse``, ``:countTokens`` and ``GET /v1beta/models``.
 
 Run it with ``emu = await nursery.start(serve_emulator, config)`` and point an
-SDK at ``emu.base_url`` (OpenAI: ``emu.base_url + "/v1"``).
+SDK at ``emu.base_url`` (OpenAI: ``emu.base_url + "/v1"``). The app itself is
+backend-neutral (anyio): ``python -m runtime.emulator`` serves it with hypercorn's
+trio worker, ``--server uvicorn`` with uvicorn, httptools and uvloop on asyncio,
+several times cheaper per request, for benchmarks (the ``bench`` extra).
 
 Auth
     Any non-empty key in the real place: OpenAI ``Authorization: Bearer``,

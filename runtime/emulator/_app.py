@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequen
 from email.utils import formatdate
 from typing import Any, Literal
 
+import anyio
 import msgspec
-import trio
 
 from ._anthropic import AnthropicApi
 from ._config import PROVIDERS, EmulatorConfig, Provider, ProviderConfig
@@ -246,10 +246,10 @@ class Emulator:
             await self._deliver(ex, prompt, reply, fault)
             return
         # A delayed answer stops as soon as the client goes away.
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_cancel_on_disconnect, receive, tasks.cancel_scope)
             await self._deliver(ex, prompt, reply, fault)
-            nursery.cancel_scope.cancel()
+            tasks.cancel_scope.cancel()
 
     async def _deliver(
         self, ex: _Exchange, prompt: Prompt, reply: Reply, fault: FaultSpec | None
@@ -257,7 +257,7 @@ class Emulator:
         """Everything after parsing: latency, errors, limits, then the reply."""
         cfg = ex.cfg
         if fault is not None and fault.latency > 0:
-            await trio.sleep(fault.latency)
+            await anyio.sleep(fault.latency)
         if cfg.context_window is not None and reply.input_tokens > cfg.context_window:
             ex.info.limit = cfg.context_window
             await ex.fail("context_length")
@@ -274,7 +274,7 @@ class Emulator:
         window = self._windows[ex.api.name]
         extra: Headers = []
         if window.active:
-            st = window.admit(trio.current_time(), reply.total_cost)
+            st = window.admit(anyio.current_time(), reply.total_cost)
             extra = ex.api.limit_headers(st)
             if st.exceeded is not None:
                 await _fail_limit(ex, st, extra)
@@ -394,7 +394,7 @@ class _Exchange:
         await _respond(self.send, 200, headers, payload)
 
 
-async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
     scope.cancel()
@@ -435,7 +435,7 @@ async def _send_json(
         await ex.ok(payload, extra)
         return
     if fault.first_token > 0:
-        await trio.sleep(fault.first_token)
+        await anyio.sleep(fault.first_token)
     if fault.disconnect is not None:
         # Promise the whole body, deliver half, then drop the connection.
         headers = [
@@ -466,15 +466,16 @@ async def _send_stream(
     frames, tail, abort = _cut(plan, fault, api, ex.info)
     for i, frame in enumerate(frames):
         if i == plan.first_content and fault.first_token > 0:
-            await trio.sleep(fault.first_token)
+            await anyio.sleep(fault.first_token)
         elif i and fault.drip > 0:
-            await trio.sleep(fault.drip)
+            await anyio.sleep(fault.drip)
         await send({"type": "http.response.body", "body": frame, "more_body": True})
     if tail:
         await send({"type": "http.response.body", "body": tail, "more_body": True})
     if abort:
-        # Returning without the final body message makes hypercorn close the
-        # connection mid-body: the client sees an incomplete chunked read.
+        # Returning without the final body message makes the server (hypercorn,
+        # uvicorn) close the connection mid-body: the client sees an incomplete
+        # chunked read.
         return
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
