@@ -77,11 +77,18 @@ def wait_http(
 
 
 @contextlib.contextmanager
-def emulator_process() -> Iterator[Server]:
-    """The provider emulator on loopback in its own process."""
+def emulator_process(server: str = "uvicorn") -> Iterator[Server]:
+    """The provider emulator on loopback in its own process.
+
+    ``server`` is the emulator's ``--server``: ``uvicorn`` (uvicorn + httptools +
+    uvloop, several times cheaper per request than hypercorn's trio worker, so the
+    emulator is not what a benchmark measures) or ``hypercorn-trio`` (its default).
+    uvicorn keeps idle connections 30 s, longer than the clients' pools do
+    (``_http.KEEPALIVE_S``), so none is closed under a client between rounds.
+    """
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "runtime.emulator", "--port", str(port)],
+        [sys.executable, "-m", "runtime.emulator", "--port", str(port), "--server", server],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
