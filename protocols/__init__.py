@@ -20,7 +20,14 @@ from ._errors import (
     Timeout,
     TransportError,
 )
-from ._http import Codec, HttpClientName, HttpProvider, StreamDecoder, make_http_client
+from ._http import (
+    Codec,
+    HttpClientName,
+    HttpProvider,
+    StreamDecoder,
+    make_http_client,
+    make_http_transport,
+)
 from ._json import encode_json
 from ._provider import LLMProvider
 from ._ratelimit import (
@@ -117,6 +124,7 @@ __all__ = [
     "error_for_status",
     "estimate_tokens",
     "make_http_client",
+    "make_http_transport",
     "parse_duration",
     "parse_options",
     "parse_rate_limit_headers",

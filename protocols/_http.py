@@ -1,15 +1,17 @@
 """Native HTTP providers: one ``HttpProvider`` driven by a per-API ``Codec``.
 
-The provider owns an HTTP client (httpx or its fork httpx2; same API) and does the I/O:
-send, check the status, stream and split server-sent events. Everything that knows a field
-name lives in the codec. Deadlines come from the caller's cancel scopes, so the client has no
-timeouts of its own; cancelling the calling task closes the upstream connection.
+The provider owns a connection pool (httpx's or its fork httpx2's; same API) and does the
+I/O: send, check the status, stream and split server-sent events. Everything that knows a
+field name lives in the codec. Deadlines come from the caller's cancel scopes, so nothing
+here has timeouts of its own; cancelling the calling task closes the upstream connection.
 """
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any, Literal, Protocol
 
 import anyio
@@ -23,7 +25,14 @@ from ._secret import Secret
 from ._sse import ServerSentEvent, SSEDecoder
 from ._types import Request, Response, StreamEvent
 
-__all__ = ["Codec", "HttpClientName", "HttpProvider", "StreamDecoder", "make_http_client"]
+__all__ = [
+    "Codec",
+    "HttpClientName",
+    "HttpProvider",
+    "StreamDecoder",
+    "make_http_client",
+    "make_http_transport",
+]
 
 HttpClientName = Literal["httpx", "httpx2"]
 
@@ -39,19 +48,53 @@ _TRANSPORT_ERRORS = (
 )
 
 
-def make_http_client(
-    name: HttpClientName = "httpx2", *, max_connections: int = 100, http2: bool = False
-) -> Any:
-    """A pooled async client with no timeouts of its own (the runtime's deadlines apply)."""
-    module: Any = httpx2 if name == "httpx2" else httpx
-    limits = module.Limits(
+def _library(name: HttpClientName) -> Any:
+    return httpx2 if name == "httpx2" else httpx
+
+
+@functools.cache
+def _default_ssl_context(name: HttpClientName, http2: bool) -> ssl.SSLContext:
+    """The library's own default (verifying) TLS context, built once: loading the CA store
+    takes tens of milliseconds, and every pool made here would otherwise load its own.
+
+    The connection pool sets the context's ALPN protocols before each handshake, from its
+    ``http2`` flag; one context per flag keeps that setting the same for every user.
+    """
+    if name == "httpx2":
+        return httpx2.create_ssl_context(trust_env=False)
+    return httpx.create_ssl_context(trust_env=False)
+
+
+def _pool_options(name: HttpClientName, max_connections: int, http2: bool) -> dict[str, Any]:
+    limits = _library(name).Limits(
         max_connections=max_connections,
         max_keepalive_connections=max_connections,
         # Below the 5 s idle timeout common to servers (hypercorn, nginx): reusing a
         # connection the server is closing fails the request.
         keepalive_expiry=4.0,
     )
-    return module.AsyncClient(timeout=None, limits=limits, http2=http2, trust_env=False)
+    return {
+        "limits": limits,
+        "http2": http2,
+        "trust_env": False,
+        "verify": _default_ssl_context(name, http2),
+    }
+
+
+def make_http_client(
+    name: HttpClientName = "httpx2", *, max_connections: int = 100, http2: bool = False
+) -> Any:
+    """A pooled async client with no timeouts of its own (the runtime's deadlines apply)."""
+    options = _pool_options(name, max_connections, http2)
+    return _library(name).AsyncClient(timeout=None, **options)
+
+
+def make_http_transport(
+    name: HttpClientName = "httpx2", *, max_connections: int = 100, http2: bool = False
+) -> Any:
+    """The connection pool ``make_http_client`` would wrap, to send requests to directly
+    (``handle_async_request``). Requests carry no timeouts unless given some."""
+    return _library(name).AsyncHTTPTransport(**_pool_options(name, max_connections, http2))
 
 
 class StreamDecoder(Protocol):
@@ -93,13 +136,95 @@ class Codec(Protocol):
         ...
 
 
+class _Sender(Protocol):
+    async def open(self, url: str, body: bytes) -> Any:
+        """POST ``body`` to ``url``: the response, its body not yet read. The caller reads or
+        streams it and closes it."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class _TransportSender:
+    """Straight to a connection pool of the provider's own.
+
+    What a client does per request (base-URL merging, cookies, the auth flow, redirects,
+    event hooks, merging default headers) is nothing a gateway needs. The request is built
+    here with the headers a client would send, merged once; the parsed URL is kept per URL.
+    It carries its body as a stream, so ``Request`` adds no headers of its own: ``Host`` and
+    ``Content-Length`` are set here. The response still decodes its ``Content-Encoding``.
+    """
+
+    _MAX_URLS = 64  # models named per request could otherwise grow the cache without bound
+
+    def __init__(
+        self, name: HttpClientName, headers: Mapping[str, str], *, max_connections: int
+    ) -> None:
+        library = _library(name)
+        self._library = library
+        defaults = library.Headers(
+            {
+                "Accept": "*/*",
+                "Accept-Encoding": "gzip, deflate",
+                "Connection": "keep-alive",
+                "User-Agent": f"python-{name}/{library.__version__}",
+            }
+        )
+        defaults.update(headers)
+        self._headers: list[tuple[bytes, bytes]] = defaults.raw
+        self._host = "Host" not in defaults  # unless extra_headers name one
+        self._urls: dict[str, tuple[Any, list[tuple[bytes, bytes]]]] = {}
+        self.transport = make_http_transport(name, max_connections=max_connections)
+
+    def _url(self, text: str) -> tuple[Any, list[tuple[bytes, bytes]]]:
+        """The parsed URL and the request headers for it, all but ``Content-Length``."""
+        known = self._urls.get(text)
+        if known is None:
+            if len(self._urls) >= self._MAX_URLS:
+                self._urls.clear()
+            url = self._library.URL(text)
+            host = [(b"Host", url.netloc)] if self._host else []
+            known = self._urls[text] = (url, [*host, *self._headers])
+        return known
+
+    async def open(self, url: str, body: bytes) -> Any:
+        target, headers = self._url(url)
+        request = self._library.Request(
+            "POST",
+            target,
+            headers=[*headers, (b"Content-Length", b"%d" % len(body))],
+            stream=self._library.ByteStream(body),
+        )
+        return await self.transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+class _ClientSender:
+    """Through a client the caller passed in (a mock transport, a proxy...) and closes."""
+
+    def __init__(self, client: Any, headers: Mapping[str, str]) -> None:
+        self.client = client
+        self._headers = dict(headers)
+
+    async def open(self, url: str, body: bytes) -> Any:
+        request = self.client.build_request("POST", url, content=body, headers=self._headers)
+        return await self.client.send(request, stream=True)
+
+    async def aclose(self) -> None:
+        pass
+
+
 class HttpProvider(LLMProvider):
     """A provider spoken to over HTTP with ``codec``.
 
     ``base_url`` follows the official SDKs: OpenAI's includes ``/v1``; Anthropic's and
     Gemini's are the bare host. ``extra_headers`` go on every request (Azure's ``api-key``,
-    a gateway's routing header...). ``client`` may be shared; the provider closes it only
-    if it created it.
+    a gateway's routing header...). Without a ``client`` the provider sends through a
+    connection pool of its own (``http_client`` names the library, ``max_connections`` its
+    size) and closes it in ``aclose``; a ``client`` given (one with a proxy, a mock
+    transport...) is used as it is, may be shared, and is left for its owner to close.
     """
 
     def __init__(
@@ -123,15 +248,17 @@ class HttpProvider(LLMProvider):
         self.base_url = base_url.rstrip("/")
         key = api_key if isinstance(api_key, Secret) else Secret(api_key or "")
         self._key = key
-        self._headers = {"content-type": "application/json", **(extra_headers or {})}
+        headers = {"content-type": "application/json", **(extra_headers or {})}
         if key:
-            self._headers.update(codec.auth_headers(key.reveal()))
-        self._owns_client = client is None
-        self._client = client or make_http_client(http_client, max_connections=max_connections)
+            headers.update(codec.auth_headers(key.reveal()))
+        self._sender: _Sender = (
+            _TransportSender(http_client, headers, max_connections=max_connections)
+            if client is None
+            else _ClientSender(client, headers)
+        )
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        await self._sender.aclose()
 
     def _target(self, request: Request, stream: bool) -> tuple[str, bytes]:
         model = request.options.model or self.model
@@ -154,8 +281,11 @@ class HttpProvider(LLMProvider):
     async def complete(self, request: Request) -> Response:
         url, body = self._target(request, stream=False)
         try:
-            response = await self._client.post(url, content=body, headers=self._headers)
-            content = response.content
+            response = await self._sender.open(url, body)
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
         except _TIMEOUT_ERRORS as exc:
             raise Timeout(f"upstream timed out: {type(exc).__name__}", provider=self.name) from None
         except _TRANSPORT_ERRORS as exc:
@@ -173,15 +303,23 @@ class HttpProvider(LLMProvider):
         decoder = self.codec.stream_decoder(provider=self.name, model=model)
         sse = SSEDecoder(provider=self.name)
         try:
-            async with self._client.stream("POST", url, content=body, headers=self._headers) as r:
-                self._observe(r.headers)
-                if r.status_code >= 300:
-                    content = await r.aread()
-                    raise self.codec.error(r.status_code, r.headers, content, provider=self.name)
-                async for chunk in r.aiter_bytes():
-                    for event in sse.feed(chunk):
-                        for unified in decoder.feed(event):
-                            yield unified
+            response = await self._sender.open(url, body)
+            try:
+                self._observe(response.headers)
+                if response.status_code >= 300:
+                    content = await response.aread()
+                    raise self.codec.error(
+                        response.status_code, response.headers, content, provider=self.name
+                    )
+                async with aclosing(response.aiter_bytes()) as chunks:
+                    async for chunk in chunks:
+                        for event in sse.feed(chunk):
+                            for unified in decoder.feed(event):
+                                yield unified
+            finally:
+                # Also when the consumer stops early or is cancelled: a half-read
+                # connection is closed, not handed back to the pool.
+                await response.aclose()
         except _TIMEOUT_ERRORS as exc:
             raise Timeout(f"upstream timed out: {type(exc).__name__}", provider=self.name) from None
         except _TRANSPORT_ERRORS as exc:

@@ -868,8 +868,9 @@ async def test_cancelling_a_stream_closes_the_upstream_request(
     assert len(events) == 3 and all(isinstance(e, TextDelta) for e in events)
     # The half-read connection was closed, not handed back to the pool for reuse. The pool is
     # private to httpx/httpx2; its connection list is the only way to see this.
-    client: Any = getattr(provider, "_http", None) or getattr(provider, "_client", None)
-    assert client._transport._pool.connections == []
+    http: Any = getattr(provider, "_http", None)
+    transport = http._transport if http is not None else provider._sender.transport  # type: ignore[attr-defined]
+    assert transport._pool.connections == []
     await provider.aclose()
 
 

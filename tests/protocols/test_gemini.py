@@ -1076,8 +1076,11 @@ def test_sse_bytes_never_crash_the_stream_path(raw: bytes) -> None:
 
 
 def open_connections(provider: LLMProvider) -> int:
-    client = provider._http if isinstance(provider, GeminiSDKProvider) else provider._client  # type: ignore[attr-defined]
-    return sum(not c.is_closed() for c in client._transport._pool.connections)
+    if isinstance(provider, GeminiSDKProvider):
+        transport = provider._http._transport
+    else:
+        transport = provider._sender.transport  # type: ignore[attr-defined]
+    return sum(not c.is_closed() for c in transport._pool.connections)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -1,0 +1,390 @@
+"""HttpProvider without a ``client=``: requests go straight to a connection pool of its own.
+
+Real HTTP against the emulator on loopback, for each codec, compared where it matters with
+the same provider sending through an ``AsyncClient`` (the path taken when one is passed in).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable
+from contextlib import aclosing
+from typing import Any
+
+import httpx2
+import pytest
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from protocols import (
+    Finish,
+    HttpClientName,
+    LLMProvider,
+    Request,
+    Response,
+    StreamEvent,
+    SwitchyardError,
+    TextDelta,
+    build_request,
+    make_http_client,
+    make_http_transport,
+)
+from protocols._http import HttpProvider, _TransportSender
+from protocols.providers import anthropic_provider, gemini_provider, openai_provider
+from runtime.emulator import FAULT_HEADER, Emulator, EmulatorHandle, reply_text, serve_emulator
+
+KINDS = ("openai", "anthropic", "gemini")
+LIBRARIES: tuple[HttpClientName, ...] = ("httpx2", "httpx")
+FACTORIES: dict[str, tuple[Callable[..., HttpProvider], str, str]] = {
+    # kind -> (factory, base URL suffix, model)
+    "openai": (openai_provider, "/v1", "gpt-4o-mini"),
+    "anthropic": (anthropic_provider, "", "claude-haiku-4-5"),
+    "gemini": (gemini_provider, "", "gemini-2.5-flash"),
+}
+
+
+def make(
+    kind: str,
+    base_url: str,
+    *,
+    fault: str | None = None,
+    client: Any = None,
+    http_client: HttpClientName = "httpx2",
+    max_connections: int = 100,
+) -> HttpProvider:
+    factory, suffix, model = FACTORIES[kind]
+    return factory(
+        name=kind,
+        base_url=base_url + suffix,
+        api_key="sk-test-key-0123456789",
+        model=model,
+        extra_headers={FAULT_HEADER: fault} if fault else None,
+        client=client,
+        http_client=http_client,
+        max_connections=max_connections,
+    )
+
+
+def ask(text: str = "hello there", *, stream: bool = False) -> Request:
+    messages = [{"role": "user", "content": text}]
+    return build_request(messages, {}, request_id="t", now=0.0, default_timeout=30.0, stream=stream)
+
+
+def pool(provider: HttpProvider) -> Any:
+    sender = provider._sender
+    assert isinstance(sender, _TransportSender)  # the transport-direct path
+    return sender.transport._pool
+
+
+def open_connections(provider: HttpProvider) -> int:
+    return sum(not c.is_closed() for c in pool(provider).connections)
+
+
+async def events_of(provider: LLMProvider, request: Request) -> list[StreamEvent]:
+    async with aclosing(provider.stream(request)) as events:
+        return [e async for e in events if not isinstance(e, str)]
+
+
+def text_of(events: list[StreamEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+Outcome = tuple[type[SwitchyardError], int | None, float | None, str]
+
+
+async def outcome(
+    provider: LLMProvider, request: Request
+) -> Response | list[StreamEvent] | Outcome:
+    """The answer (the events, for a stream), or what identifies the error."""
+    try:
+        if request.stream:
+            return await events_of(provider, request)
+        return await provider.complete(request)
+    except SwitchyardError as error:
+        retry_after = getattr(error, "retry_after", None)
+        return type(error), error.status, retry_after, error.message
+
+
+@pytest.fixture
+async def emulator(nursery: trio.Nursery) -> EmulatorHandle:
+    handle: EmulatorHandle = await nursery.start(serve_emulator)
+    return handle
+
+
+async def serve_app(nursery: trio.Nursery, app: Any) -> str:
+    """Serve an ASGI app on an ephemeral loopback port; its base URL."""
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.loglevel = "WARNING"
+
+    async def run(task_status: trio.TaskStatus[list[str]]) -> None:
+        await serve(app, config, task_status=task_status)
+
+    binds: list[str] = await nursery.start(run)
+    return binds[0]
+
+
+class Gzip:
+    """An ASGI wrapper that gzips every answer to a request accepting gzip, as OpenAI's
+    front end does; a stream is flushed frame by frame, so it still arrives incrementally."""
+
+    def __init__(self, app: Emulator) -> None:
+        self.app = app
+        self.gzipped = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        accepted = dict(scope.get("headers", ())).get(b"accept-encoding", b"")
+        if scope["type"] != "http" or b"gzip" not in accepted:
+            await self.app(scope, receive, send)
+            return
+        self.gzipped += 1
+        packer = zlib.compressobj(wbits=31)  # 31: the gzip container
+
+        async def compress(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message["headers"] if k != b"content-length"]
+                headers.append((b"content-encoding", b"gzip"))
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body":
+                more = message.get("more_body", False)
+                body = packer.compress(message.get("body", b""))
+                body += packer.flush(zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH)
+                message = {**message, "body": body}
+            await send(message)
+
+        await self.app(scope, receive, compress)
+
+
+class HeaderLog:
+    """An ASGI wrapper that keeps the headers of every HTTP request."""
+
+    def __init__(self, app: Emulator) -> None:
+        self.app = app
+        self.seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.seen.append(sorted(scope["headers"]))
+        await self.app(scope, receive, send)
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("kind", KINDS)
+async def test_complete_and_stream(
+    emulator: EmulatorHandle, kind: str, library: HttpClientName
+) -> None:
+    provider = make(kind, emulator.base_url, http_client=library)
+    try:
+        response = await provider.complete(ask())
+        events = await events_of(provider, ask(stream=True))
+        assert open_connections(provider) == 1  # both calls on one kept-alive connection
+    finally:
+        await provider.aclose()
+    assert response.text == text_of(events) == reply_text("hello there")
+    assert isinstance(events[-1], Finish)
+    assert len(emulator.requests) == 2
+    assert pool(provider).connections == []  # closed with the provider
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_same_headers_as_through_a_client(
+    nursery: trio.Nursery, kind: str, library: HttpClientName
+) -> None:
+    log = HeaderLog(Emulator())
+    base_url = await serve_app(nursery, log)
+    client = make_http_client(library)
+    direct, through_client = (
+        make(kind, base_url, http_client=library),
+        make(kind, base_url, client=client),
+    )
+    try:
+        for provider in (direct, through_client):
+            await provider.complete(ask())
+            await events_of(provider, ask(stream=True))
+    finally:
+        await direct.aclose()
+        await through_client.aclose()
+        await client.aclose()
+    assert len(log.seen) == 4
+    assert log.seen[:2] == log.seen[2:]  # Host, Content-Length, User-Agent... all alike
+    names = {name for name, _ in log.seen[0]}
+    assert {b"host", b"content-length", b"content-type", b"accept-encoding"} <= names
+
+
+async def test_a_host_header_of_ones_own_replaces_the_default(nursery: trio.Nursery) -> None:
+    log = HeaderLog(Emulator())
+    base_url = await serve_app(nursery, log)
+    provider = openai_provider(
+        name="openai",
+        base_url=base_url + "/v1",
+        api_key="sk-test",
+        model="gpt-4o-mini",
+        extra_headers={"Host": "api.example.com"},
+    )
+    try:
+        await provider.complete(ask())
+    finally:
+        await provider.aclose()
+    [headers] = log.seen
+    assert [value for name, value in headers if name == b"host"] == [b"api.example.com"]
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+FAULTS = ("status=429,retry_after=2", "status=500", "status=401", "error=overloaded")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+@pytest.mark.parametrize("kind", KINDS)
+async def test_error_statuses_map_as_through_a_client(
+    emulator: EmulatorHandle, kind: str, stream: bool
+) -> None:
+    client = httpx2.AsyncClient(timeout=None, trust_env=False)
+    try:
+        for fault in FAULTS:
+            direct = make(kind, emulator.base_url, fault=fault)
+            try:
+                got = await outcome(direct, ask(stream=stream))
+            finally:
+                await direct.aclose()
+            expected = await outcome(
+                make(kind, emulator.base_url, fault=fault, client=client), ask(stream=stream)
+            )
+            assert isinstance(got, tuple) and isinstance(expected, tuple), fault
+            assert got[:2] == expected[:2] and got[3] == expected[3], fault
+            assert got[2] == pytest.approx(expected[2], abs=1.5), fault
+            assert open_connections(direct) == 0
+    finally:
+        await client.aclose()
+
+
+# --- gzip ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_gzipped_answers_are_decoded(nursery: trio.Nursery, kind: str) -> None:
+    gzip = Gzip(Emulator())
+    gzipped_url, plain_url = await serve_app(nursery, gzip), await serve_app(nursery, Emulator())
+    for fault in (None, "status=429"):  # an error body is decoded too: its message is kept
+        for stream in (False, True):
+            gzipped, plain = (
+                make(kind, gzipped_url, fault=fault),
+                make(kind, plain_url, fault=fault),
+            )
+            try:
+                got = await outcome(gzipped, ask(stream=stream))
+                assert got == await outcome(plain, ask(stream=stream))
+            finally:
+                await gzipped.aclose()
+                await plain.aclose()
+            if fault is None:
+                assert isinstance(got, list | Response)
+                text = got.text if isinstance(got, Response) else text_of(got)
+                assert text == reply_text("hello there")
+    assert gzip.gzipped == 4
+
+
+# --- cancellation and the pool ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_cancelling_a_stream_closes_the_connection(
+    emulator: EmulatorHandle, kind: str
+) -> None:
+    provider = make(kind, emulator.base_url, fault="drip=0.5")  # a frame every 0.5 s
+    received: list[StreamEvent | str] = []
+    try:
+        with trio.CancelScope() as scope:
+            async with aclosing(provider.stream(ask("A long story", stream=True))) as events:
+                async for event in events:
+                    received.append(event)
+                    cancelled_at = time.monotonic()
+                    scope.cancel()
+                    await trio.sleep(10)  # interrupted at once
+        assert scope.cancelled_caught
+        assert time.monotonic() - cancelled_at < 2.0
+        assert len(received) == 1
+        assert open_connections(provider) == 0  # closed, not handed back to the pool
+        # The pool still serves.
+        assert (await provider.complete(ask())).text == reply_text("hello there")
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+async def test_the_pool_stays_bounded_and_nothing_leaks(
+    emulator: EmulatorHandle, library: HttpClientName
+) -> None:
+    # Some answers are errors; a quarter of the streams are abandoned, a quarter cancelled.
+    emulator.set_faults("openai", "status=500,rate=0.1,seed=3")
+    provider = make("openai", emulator.base_url, http_client=library, max_connections=8)
+    connections = pool(provider).connections
+    peak = 0
+    limiter = trio.CapacityLimiter(8)
+
+    async def call(i: int) -> None:
+        nonlocal peak
+        async with limiter:
+            try:
+                match i % 4:
+                    case 0:
+                        await provider.complete(ask())
+                    case 1:
+                        await events_of(provider, ask(stream=True))
+                    case 2:
+                        async with aclosing(provider.stream(ask(stream=True))) as events:
+                            async for _ in events:
+                                break
+                    case _:
+                        with trio.CancelScope() as scope:
+                            async with aclosing(provider.stream(ask(stream=True))) as events:
+                                async for _ in events:
+                                    scope.cancel()
+                                    await trio.sleep(1)
+            except SwitchyardError:
+                pass
+            peak = max(peak, len(connections))
+
+    try:
+        with trio.fail_after(60):  # a leaked connection would stall the pool
+            async with trio.open_nursery() as nursery:
+                for i in range(200):
+                    nursery.start_soon(call, i)
+        assert len(emulator.requests) == 200
+        assert peak <= 8 and len(connections) <= 8
+        assert all(c.is_idle() or c.is_closed() for c in connections)
+    finally:
+        await provider.aclose()
+    assert connections == []
+
+
+# --- the shared TLS context -------------------------------------------------------------------
+
+
+async def test_pools_share_one_default_tls_context_per_library_and_http_version() -> None:
+    def context(made: Any) -> Any:
+        transport = getattr(made, "_transport", made)
+        return transport._pool._ssl_context
+
+    pools = [
+        make_http_transport(),
+        make_http_client(),
+        make_http_transport("httpx"),
+        make_http_client("httpx"),
+        make_http_transport(http2=True),
+    ]
+    try:
+        contexts = [context(p) for p in pools]
+    finally:
+        for made in pools:
+            await made.aclose()
+    assert contexts[0] is contexts[1]
+    assert contexts[2] is contexts[3]
+    assert len({id(c) for c in (contexts[0], contexts[2], contexts[4])}) == 3
+    assert all(c.verify_mode.name == "CERT_REQUIRED" and c.check_hostname for c in contexts)
