@@ -16,7 +16,7 @@ from ._classifier import TASK_TYPES, RuleClassifier, TaskClassifier, TaskType
 from ._health import ActorHealth, LatencySnapshot, RuntimeHealth, SupervisorHealth
 from ._ledger import CostLedger, CostTotals, LedgerSnapshot
 from ._limiter import LimiterSnapshot, RateLimiter, TokenBucket
-from ._mail import AttemptFailed, Dispatch, NoRoute, Reply, Ticket
+from ._mail import AttemptFailed, Dispatch, NoRoute, OneShot, Reply, ReplyTo, Ticket
 from ._policies import (
     Candidate,
     CostPolicy,
@@ -83,6 +83,7 @@ __all__ = [
     "LimiterSnapshot",
     "ModelPrice",
     "NoRoute",
+    "OneShot",
     "PolicyName",
     "PriceBook",
     "PriceTier",
@@ -93,6 +94,7 @@ __all__ = [
     "QualityPolicy",
     "RateLimiter",
     "Reply",
+    "ReplyTo",
     "Reservation",
     "RestartStrategy",
     "RetryBudget",

@@ -1,10 +1,17 @@
 """The provider actor: one provider's transport behind a mailbox, a limiter and a breaker.
 
 An incarnation of the actor is a mailbox plus ``max_concurrency`` worker tasks that take jobs
-from it, so the concurrency limit holds by construction and no task is spawned per request.
-The mailbox is bounded and belongs to the incarnation: when the actor dies, the jobs still
-queued in it are dropped with their reply channels closed, and their owners fail over at
-once instead of waiting for a restart.
+from it, so no task is spawned per request. The mailbox is bounded and belongs to the
+incarnation: when the actor dies, the jobs still queued in it are dropped with their reply
+channels closed, and their owners fail over at once instead of waiting for a restart.
+
+Handoff: when the actor is idle enough (a free concurrency slot, nothing queued), a
+non-streaming job may instead be served in its owner's task (``serve_handoff``), the way an
+actor runtime lets a caller run an idle actor's handler on its own thread. The job passes the
+same breaker, limiter and budget checks and counts against the same concurrency limit; what
+it saves is two trips through the trio scheduler, most of a small request's cost. The actor
+still owns the job: its death cancels it (the owner sees its reply channel end and fails
+over), and a provider bug raised while serving it crashes the actor, not the caller.
 
 Everything that must survive a crash (limiter buckets, breaker, latency statistics, counters)
 lives in ``ProviderSlot``, which the supervisor's child spec keeps across incarnations.
@@ -47,7 +54,7 @@ from ._breaker import BreakerConfig, CircuitBreaker
 from ._budget import BudgetExceeded, Reservation
 from ._health import ActorHealth, LatencySnapshot
 from ._limiter import RateLimiter
-from ._mail import AttemptFailed, Dispatch, Reply
+from ._mail import AttemptFailed, Dispatch, Reply, ReplyTo, Ticket
 from ._stats import DecayingAverage, LatencyWindow
 from ._supervisor import ActorState, ChildStatus
 
@@ -116,6 +123,7 @@ class ProviderSlot:
 
     __slots__ = (
         "accounting",
+        "actor",
         "breaker",
         "errors",
         "in_flight",
@@ -157,6 +165,8 @@ class ProviderSlot:
             spec.max_concurrency if spec.mailbox_capacity is None else spec.mailbox_capacity
         )
         self.mailbox: trio.MemorySendChannel[Dispatch] | None = None
+        # The running incarnation, while there is one.
+        self.actor: ProviderActor | None = None
         self.in_flight = 0
         self.successes = 0
         self.errors: dict[str, int] = {}
@@ -259,31 +269,83 @@ class ProviderActor:
     def __init__(self, slot: ProviderSlot) -> None:
         self.slot = slot
         self.provider = slot.spec.provider
+        # Per incarnation: jobs being served in their owners' tasks, workers waiting for a
+        # concurrency slot those jobs hold, and a crash one of them ran into.
+        self._handed_off: set[Ticket] = set()
+        self._room = trio.lowlevel.ParkingLot()
+        self._crashed = trio.Event()
+        self._crash: Exception | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         slot = self.slot
         send, receive = trio.open_memory_channel[Dispatch](slot.mailbox_capacity)
+        self._handed_off = set()
+        self._room = trio.lowlevel.ParkingLot()
+        self._crashed = trio.Event()
+        self._crash = None
         try:
             async with trio.open_nursery() as nursery:
                 for _ in range(slot.spec.max_concurrency):
                     nursery.start_soon(self._worker, receive)
                 slot.mailbox = send
+                slot.actor = self
                 task_status.started()
+                await self._crashed.wait()
+                assert self._crash is not None
+                raise self._crash
         finally:
             slot.mailbox = None
+            slot.actor = None
+            for ticket in self._handed_off:
+                ticket.orphan()
             send.close()
             _drop_queued(receive)
 
     async def _worker(self, mailbox: trio.MemoryReceiveChannel[Dispatch]) -> None:
+        slot = self.slot
+        limit = slot.spec.max_concurrency
         async for job in mailbox:
+            while slot.in_flight >= limit:  # handed-off jobs hold the slots
+                await self._room.park()
             await self._serve(job)
+
+    def takes_handoff(self) -> bool:
+        """Whether a job may be served in its owner's task now: a concurrency slot is free
+        and no job is waiting for one, so a handoff overtakes nobody."""
+        slot = self.slot
+        mailbox = slot.mailbox
+        return (
+            slot.in_flight < slot.spec.max_concurrency
+            and self._crash is None
+            and not self._room
+            and mailbox is not None
+            and mailbox.statistics().current_buffer_used == 0
+        )
+
+    async def serve_handoff(self, job: Dispatch) -> None:
+        """Serve a non-streaming ``job`` in the calling task (its owner's), as a worker would.
+
+        The reply goes to ``job.reply`` as usual; it is closed on return, with no terminal
+        message if this incarnation died meanwhile. An unexpected exception crashes the
+        actor, as it would have from a worker, and the owner sees a closed reply channel.
+        """
+        ticket = job.ticket
+        self._handed_off.add(ticket)
+        try:
+            await self._serve(job)
+        except Exception as exc:  # a bug in the provider: the actor's crash, not the caller's
+            if self._crash is None:
+                self._crash = exc
+                self._crashed.set()
+        finally:
+            self._handed_off.discard(ticket)
 
     async def _serve(self, job: Dispatch) -> None:
         slot = self.slot
         reply = job.reply
         ticket = job.ticket
         request = job.request
-        with reply:
+        with contextlib.closing(reply):
             if ticket.cancelled:
                 return
             if not slot.breaker.try_acquire():
@@ -321,7 +383,8 @@ class ProviderActor:
             started = trio.current_time()
             error: SwitchyardError | None = None
             verdict = False
-            # One cancel scope serves both the caller's ticket and the attempt's own timeout.
+            # One cancel scope serves the caller's ticket, the attempt's own timeout and the
+            # request's deadline (a handed-off attempt's owner has no scope of its own).
             scope = trio.CancelScope(
                 deadline=min(request.deadline, started + slot.spec.attempt_timeout_s)
             )
@@ -338,6 +401,8 @@ class ProviderActor:
                         error = exc
                     except trio.BrokenResourceError:
                         pass  # the owner went away mid-stream: like a cancellation
+                if scope.cancelled_caught and ticket.orphaned:
+                    return  # the actor died under a handed-off job: the reply just closes
                 if scope.cancelled_caught and not ticket.cancelled:
                     what = "the stream went quiet" if request.stream else "no answer"
                     error = Timeout(f"{what} within the attempt timeout", provider=slot.name)
@@ -362,6 +427,8 @@ class ProviderActor:
             finally:
                 ticket.scope = None
                 slot.in_flight -= 1
+                if self._room:
+                    self._room.unpark()
                 if not verdict:
                     slot.breaker.release()
                 if not progress.settled:
@@ -506,7 +573,7 @@ class _Progress:
         self.settled = False
 
 
-def _deliver(reply: trio.MemorySendChannel[Reply], message: Reply) -> None:
+def _deliver(reply: ReplyTo, message: Reply) -> None:
     try:
         reply.send_nowait(message)
     except trio.BrokenResourceError:

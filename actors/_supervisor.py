@@ -224,17 +224,23 @@ class Supervisor:
         """Run one incarnation. Returns None for a clean stop, else why it went down."""
         scope = trio.CancelScope()
         child._scope = scope
+        crash: str | None = None
         try:
             with scope:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(_call_run, child.spec.run)
-                    on_running()
-        except Exception as exc:  # a crash, whatever it is: that is what supervisors are for
-            return _describe(exc)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        await nursery.start(_call_run, child.spec.run)
+                        on_running()
+                # A crash, whatever it is: that is what supervisors are for. ``except*``, as
+                # a crash may come grouped with the cancellation of a runtime shutting down.
+                except* Exception as crashed:
+                    crash = _describe(crashed)
         finally:
             child._scope = None
             if child.spec.on_down is not None:
                 child.spec.on_down()
+        if crash is not None:
+            return crash
         if child._kill_reason is not None:
             return child._kill_reason
         if child._restart_by_sibling:

@@ -18,7 +18,18 @@ import msgspec
 import structlog
 import trio
 
-from actors import AttemptFailed, Dispatch, FailOver, GiveUp, NoRoute, Reply, RetrySame, Ticket
+from actors import (
+    AttemptFailed,
+    Dispatch,
+    FailOver,
+    GiveUp,
+    NoRoute,
+    OneShot,
+    Reply,
+    ReplyTo,
+    RetrySame,
+    Ticket,
+)
 from protocols import (
     AllProvidersFailed,
     Attempt,
@@ -78,29 +89,42 @@ class _Owner:
         self.delay = 0.0
         self.round = 1
 
-    async def open_attempt(
-        self, capacity: int
-    ) -> tuple[trio.MemoryReceiveChannel[Reply], Ticket, float]:
-        """Send the next attempt to the router; returns its reply channel and ticket."""
+    async def open_attempt(self, reply: ReplyTo) -> tuple[Dispatch, float]:
+        """Route the next attempt, to be answered on ``reply``; returns its dispatch and
+        the time it started.
+
+        While the router is running with an empty mailbox, the owner routes in its own task
+        (routing never waits, so this is what the router would do, a scheduler trip
+        sooner); otherwise the dispatch waits its turn in the router's mailbox. Either way
+        ``dispatch.handoff`` may come back set: the owner is to serve the attempt itself.
+        """
+        deadline = self.request.deadline
         if self.delay > 0:
-            await trio.sleep(self.delay)
+            await trio.sleep_until(min(trio.current_time() + self.delay, deadline))
             self.delay = 0.0
-        send, receive = trio.open_memory_channel[Reply](capacity)
-        ticket = Ticket()
-        dispatch = Dispatch(self.request, send, ticket, self.exclude, self.prefer, self.avoid)
-        inbox = self.rt._router_inbox
+            if trio.current_time() >= deadline:
+                raise self.timeout()
+        dispatch = Dispatch(self.request, reply, Ticket(), self.exclude, self.prefer, self.avoid)
+        rt = self.rt
+        inbox = rt._router_inbox
+        if rt._router_status.state == "running" and not inbox.statistics().current_buffer_used:
+            rt._router.route(dispatch, handoff=True)
+            return dispatch, trio.current_time()
         try:
             # Most of the time the router's mailbox has room: skip the scheduler round trip
             # of an awaited send (the caller checkpoints on the reply anyway).
             try:
                 inbox.send_nowait(dispatch)
             except trio.WouldBlock:
-                await inbox.send(dispatch)  # backpressure
+                with trio.move_on_at(deadline):
+                    await inbox.send(dispatch)  # backpressure
+                    return dispatch, trio.current_time()
+                reply.close()
+                raise self.timeout() from None
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            send.close()
-            receive.close()
+            reply.close()
             raise RuntimeClosed("the runtime is shutting down") from None
-        return receive, ticket, trio.current_time()
+        return dispatch, trio.current_time()
 
     def failed(
         self, error: SwitchyardError, provider: str | None, started: float, *, died: bool = False
@@ -170,7 +194,7 @@ class _Owner:
             f"request {self.request.id} passed its deadline after {tried} failed attempts"
         )
 
-    def succeeded(self, provider: str, started: float) -> None:
+    def succeeded(self, provider: str, started: float, now: float) -> None:
         if self.rt._log_requests:
             _log.debug(
                 "attempt_ok",
@@ -178,7 +202,7 @@ class _Owner:
                 actor=provider,
                 attempt=len(self.attempts) + 1,
                 outcome="ok",
-                latency_s=trio.current_time() - started,
+                latency_s=now - started,
             )
 
 
@@ -191,38 +215,59 @@ def _initial_exclusions(rt: Runtime, request: Request) -> frozenset[str]:
 
 
 async def complete(rt: Runtime, request: Request) -> Response:
-    """The owner of a non-streaming request."""
+    """The owner of a non-streaming request.
+
+    Every wait is bounded by the request's deadline: a handed-off attempt by its own cancel
+    scope (whose deadline is never later), the others by one here. Not one scope around it
+    all: nested cancel scopes cost more than the rest of a handoff.
+    """
     owner = _Owner(rt, request)
-    with trio.move_on_at(request.deadline):
-        while True:
-            receive, ticket, started = await owner.open_attempt(1)
-            try:
-                with receive:
-                    message: Reply | None = await receive.receive()
-            except trio.EndOfChannel:
-                message = None
-            except BaseException:
-                ticket.cancel()  # the caller went away or the deadline passed: stop upstream
-                raise
-            match message:
-                case Response():
-                    owner.succeeded(message.provider, started)
-                    return msgspec.structs.replace(
-                        message,
-                        latency=trio.current_time() - started,
-                        attempts=len(owner.attempts) + 1,
-                        request_id=request.id,
-                    )
-                case AttemptFailed(error=error):
-                    owner.failed(error, ticket.provider, started)
-                case NoRoute():
-                    owner.no_route(message)
-                case None:
-                    owner.failed(_went_down(ticket), ticket.provider, started, died=True)
-                case _:
-                    error = TransportError(f"unexpected {type(message).__name__} in a reply")
-                    owner.failed(error, ticket.provider, started)
-    raise owner.timeout()
+    deadline = request.deadline
+    while True:
+        reply = OneShot()
+        dispatch, started = await owner.open_attempt(reply)
+        ticket = dispatch.ticket
+        message: Reply | None = None
+        try:
+            actor = dispatch.handoff
+            if actor is None:
+                with trio.move_on_at(deadline):
+                    message = await reply.receive()
+            else:
+                await actor.serve_handoff(dispatch)
+                # A schedule point, which a transport that never waits (an in-memory one)
+                # would not give; it also lets an actor that crashed serving this attempt
+                # go down before the owner picks the next one.
+                await trio.lowlevel.checkpoint()
+                message = reply.take()
+        except BaseException:
+            # The caller went away: stop upstream.
+            reply.discard()
+            ticket.cancel()
+            raise
+        now = trio.current_time()
+        if now >= deadline:
+            reply.discard()
+            ticket.cancel()
+            raise owner.timeout()
+        match message:
+            case Response():
+                owner.succeeded(message.provider, started, now)
+                return msgspec.structs.replace(
+                    message,
+                    latency=now - started,
+                    attempts=len(owner.attempts) + 1,
+                    request_id=request.id,
+                )
+            case AttemptFailed(error=error):
+                owner.failed(error, ticket.provider, started)
+            case NoRoute():
+                owner.no_route(message)
+            case None:
+                owner.failed(_went_down(ticket), ticket.provider, started, died=True)
+            case _:
+                error = TransportError(f"unexpected {type(message).__name__} in a reply")
+                owner.failed(error, ticket.provider, started)
 
 
 def _went_down(ticket: Ticket) -> ProviderUnavailable:
@@ -322,11 +367,14 @@ class EventStream:
         while True:
             receive = self._receive
             if receive is None:
+                send, receive = trio.open_memory_channel[Reply](self._buffer)
                 try:
-                    receive, self._ticket, self._started = await owner.open_attempt(self._buffer)
+                    dispatch, self._started = await owner.open_attempt(send)
                 except SwitchyardError as closed:
+                    receive.close()
                     return self._terminal(closed)
                 self._receive = receive
+                self._ticket = dispatch.ticket
             try:
                 message: Reply | None = await receive.receive()
             except trio.EndOfChannel:
@@ -420,7 +468,7 @@ class EventStream:
         except SwitchyardError as error:
             return self._terminal(StreamInterrupted(error, delivered_text=self.delivered_text))
         now = trio.current_time()
-        self._owner.succeeded(provider, self._started)
+        self._owner.succeeded(provider, self._started, trio.current_time())
         response = Response(
             content=content,
             finish_reason=finish.reason,
