@@ -149,9 +149,9 @@ class RetryBudget:
     def config(self) -> RetryBudgetConfig:
         return self._config
 
-    def record_request(self) -> None:
-        """Count one original (non-retry) request."""
-        self._requests.add(self._clock())
+    def record_request(self, now: float | None = None) -> None:
+        """Count one original (non-retry) request (``now``: the clock's time, if at hand)."""
+        self._requests.add(self._clock() if now is None else now)
 
     def try_spend(self) -> bool:
         """Allow one retry if the budget has room, counting it if so."""

@@ -160,6 +160,8 @@ class CircuitBreaker:
 
     def would_allow(self) -> bool:
         """Whether ``try_acquire`` would succeed now, without taking a probe slot."""
+        if self._state == "closed":  # the common case; no clock read (a closed one stays so)
+            return True
         state = self._refresh(self._clock())
         if state == "closed":
             return True
@@ -170,6 +172,8 @@ class CircuitBreaker:
     def try_acquire(self) -> bool:
         """Admit a call: always when closed, never when open, and when half-open only while
         fewer than ``half_open_probes`` probes are in flight (taking a slot)."""
+        if self._state == "closed":
+            return True
         state = self._refresh(self._clock())
         if state == "closed":
             return True

@@ -192,13 +192,15 @@ class RateLimiter:
         """Seconds until a call of ``tokens`` tokens could be admitted (max over both limits);
         ``math.inf`` if ``tokens`` exceeds the tokens-per-minute capacity."""
         _check_amount(tokens)
+        req = self._requests
+        tok = self._tokens
+        if req is None and tok is None and self._paused_until == -math.inf:
+            return 0.0  # unlimited and never paused: no clock read
         now = self._clock()
         t = self._paused_until
-        req = self._requests
         if req is not None:
             req._refill(now)
             t = max(t, req._ready_at(1.0), req._paused_until)
-        tok = self._tokens
         if tok is not None:
             tok._refill(now)
             t = max(t, tok._ready_at(tokens), tok._paused_until)
@@ -207,11 +209,13 @@ class RateLimiter:
     def try_acquire(self, tokens: int) -> bool:
         """Atomically take one request and ``tokens`` tokens, only if both are available now."""
         _check_amount(tokens)
+        req = self._requests
+        tok = self._tokens
+        if req is None and tok is None and self._paused_until == -math.inf:
+            return True
         now = self._clock()
         if now < self._paused_until:
             return False
-        req = self._requests
-        tok = self._tokens
         if req is not None and not req._admits(1.0, now):
             return False
         if tok is not None and not tok._admits(tokens, now):

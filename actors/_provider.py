@@ -134,6 +134,7 @@ class ProviderSlot:
         "mailbox_capacity",
         "measured_at",
         "name",
+        "queued",
         "spec",
         "status",
         "successes",
@@ -165,6 +166,7 @@ class ProviderSlot:
             spec.max_concurrency if spec.mailbox_capacity is None else spec.mailbox_capacity
         )
         self.mailbox: trio.MemorySendChannel[Dispatch] | None = None
+        self.queued = 0  # jobs in the mailbox: the router counts them in, workers out
         # The running incarnation, while there is one.
         self.actor: ProviderActor | None = None
         self.in_flight = 0
@@ -296,6 +298,7 @@ class ProviderActor:
         finally:
             slot.mailbox = None
             slot.actor = None
+            slot.queued = 0
             for ticket in self._handed_off:
                 ticket.orphan()
             send.close()
@@ -305,6 +308,7 @@ class ProviderActor:
         slot = self.slot
         limit = slot.spec.max_concurrency
         async for job in mailbox:
+            slot.queued -= 1
             while slot.in_flight >= limit:  # handed-off jobs hold the slots
                 await self._room.park()
             await self._serve(job)
@@ -313,13 +317,11 @@ class ProviderActor:
         """Whether a job may be served in its owner's task now: a concurrency slot is free
         and no job is waiting for one, so a handoff overtakes nobody."""
         slot = self.slot
-        mailbox = slot.mailbox
         return (
             slot.in_flight < slot.spec.max_concurrency
-            and self._crash is None
+            and not slot.queued
             and not self._room
-            and mailbox is not None
-            and mailbox.statistics().current_buffer_used == 0
+            and self._crash is None
         )
 
     async def serve_handoff(self, job: Dispatch) -> None:
@@ -417,7 +419,8 @@ class ProviderActor:
                 elif verdict:
                     slot.breaker.record_success()
                     slot.successes += 1
-                    slot.measured_at = now = trio.current_time()
+                    now = progress.finished_at
+                    slot.measured_at = now
                     slot.latency.add(now - started)
                     slot.latency_ewma.update(now - started, now)
                     if progress.usage is not None:
@@ -494,7 +497,7 @@ class ProviderActor:
         response = await self.provider.complete(job.request)
         if not isinstance(response, Response):
             raise TypeError(f"{self.slot.name}.complete returned {type(response).__name__}")
-        now = trio.current_time()
+        progress.finished_at = now = trio.current_time()
         self.slot.record_ttft(now - started, now)
         progress.usage = response.usage
         progress.model = response.model or progress.model
@@ -540,6 +543,7 @@ class ProviderActor:
                 elif isinstance(event, UsageEvent):
                     progress.usage = event.usage
                 elif isinstance(event, Finish):
+                    progress.finished_at = now
                     progress.model = event.model or progress.model
                     usage = progress.usage or Accounting.estimated_usage(
                         job.request, progress.chars, None
@@ -563,10 +567,11 @@ class ProviderActor:
 class _Progress:
     """What one attempt has produced so far, for billing it however it ends."""
 
-    __slots__ = ("chars", "content", "model", "settled", "usage")
+    __slots__ = ("chars", "content", "finished_at", "model", "settled", "usage")
 
     def __init__(self, model: str) -> None:
         self.model = model
+        self.finished_at = 0.0  # when the answer was complete
         self.usage: Usage | None = None
         self.chars = 0
         self.content = False

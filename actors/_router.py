@@ -50,6 +50,9 @@ class RouterActor:
         self.inbox = inbox
         self.routed = 0
         self.rejected = 0
+        # Dispatches waiting in the mailbox, kept by whoever sends to it (cheaper to read than
+        # the channel's statistics, on every request).
+        self.queued = 0
         self._make_policy = make_policy
         self._policies: dict[PolicyName, RoutingPolicy] = {policy.name: policy}
         self._task_routes = {task: tuple(names) for task, names in (task_routes or {}).items()}
@@ -59,6 +62,7 @@ class RouterActor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         async for dispatch in self.inbox:
+            self.queued -= 1
             self.route(dispatch)
 
     def _policy_for(self, name: PolicyName | None) -> RoutingPolicy:
@@ -205,6 +209,7 @@ class RouterActor:
                 return False
             try:
                 mailbox.send_nowait(dispatch)
+                slot.queued += 1
             except trio.WouldBlock:
                 wait = _shorter(wait, _SATURATED_RETRY_S)
                 continue

@@ -306,11 +306,12 @@ class Runtime:
     def _admit(self, messages: MessagesIn, options: Mapping[str, Any], *, stream: bool) -> Request:
         if self._state != "running":
             raise RuntimeClosed(f"the runtime is {self._state}; it accepts no new requests")
+        now = trio.current_time()
         request = build_request(
             messages,
             options,
             request_id=f"req-{next(self._ids)}",
-            now=trio.current_time(),
+            now=now,
             default_timeout=self.config.default_timeout_s,
             stream=stream,
         )
@@ -323,7 +324,7 @@ class Runtime:
                 field="providers",
             )
         self._in_flight += 1
-        self._retry.record_request()
+        self._retry.record_request(now)
         return request
 
     def _release(self) -> None:
@@ -344,6 +345,7 @@ class Runtime:
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
             dispatch.reply.close()
+        self._router.queued = 0
 
 
 async def text_chunks(events: EventStream) -> AsyncIterator[str]:
