@@ -8,6 +8,7 @@ is counted, never added as 0.
 from __future__ import annotations
 
 import decimal
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import final
 
@@ -66,6 +67,12 @@ class _Acc:
         if billed_failure:
             self.billed_failures += 1
 
+    def merge(self, other: _Acc) -> None:
+        self.cost = _EXACT.add(self.cost, other.cost)
+        self.requests += other.requests
+        self.unknown += other.unknown
+        self.billed_failures += other.billed_failures
+
     def freeze(self) -> CostTotals:
         return CostTotals(
             cost_usd=self.cost,
@@ -84,14 +91,12 @@ class CostLedger:
     and once under its tenant (or ``untenanted``).
     """
 
-    __slots__ = ("_by_model", "_by_provider", "_by_tenant", "_total", "_untenanted")
+    __slots__ = ("_cells",)
 
     def __init__(self) -> None:
-        self._total = _Acc()
-        self._untenanted = _Acc()
-        self._by_provider: dict[str, _Acc] = {}
-        self._by_model: dict[str, _Acc] = {}
-        self._by_tenant: dict[str, _Acc] = {}
+        # One running total per (provider, model, tenant): a request adds to one, and the
+        # slices are summed when asked for, which is rarer than requests.
+        self._cells: dict[tuple[str, str, str | None], _Acc] = {}
 
     def record(
         self,
@@ -110,35 +115,48 @@ class CostLedger:
         """
         if cost is not None and not (isinstance(cost, Decimal) and cost.is_finite() and cost >= 0):
             raise ValueError(f"cost: expected a finite Decimal >= 0 or None, got {cost!r}")
-        self._total.add(cost, billed_failure)
-        _slot(self._by_provider, provider).add(cost, billed_failure)
-        _slot(self._by_model, model).add(cost, billed_failure)
-        if tenant is None:
-            self._untenanted.add(cost, billed_failure)
-        else:
-            _slot(self._by_tenant, tenant).add(cost, billed_failure)
+        key = (provider, model, tenant)
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cells[key] = _Acc()
+        cell.add(cost, billed_failure)
 
     @property
     def total_cost(self) -> Decimal:
         """Exact sum of every known cost recorded."""
-        return self._total.cost
+        return self._sum(self._cells.values()).cost
 
     @property
     def unknown_cost_requests(self) -> int:
-        return self._total.unknown
+        return sum(cell.unknown for cell in self._cells.values())
 
     @property
     def billed_failures(self) -> int:
-        return self._total.billed_failures
+        return sum(cell.billed_failures for cell in self._cells.values())
 
     def snapshot(self) -> LedgerSnapshot:
+        by_provider: dict[str, _Acc] = {}
+        by_model: dict[str, _Acc] = {}
+        by_tenant: dict[str, _Acc] = {}
+        untenanted = _Acc()
+        for (provider, model, tenant), cell in self._cells.items():
+            _slot(by_provider, provider).merge(cell)
+            _slot(by_model, model).merge(cell)
+            (untenanted if tenant is None else _slot(by_tenant, tenant)).merge(cell)
         return LedgerSnapshot(
-            total=self._total.freeze(),
-            by_provider={k: v.freeze() for k, v in self._by_provider.items()},
-            by_model={k: v.freeze() for k, v in self._by_model.items()},
-            by_tenant={k: v.freeze() for k, v in self._by_tenant.items()},
-            untenanted=self._untenanted.freeze(),
+            total=self._sum(self._cells.values()).freeze(),
+            by_provider={k: v.freeze() for k, v in by_provider.items()},
+            by_model={k: v.freeze() for k, v in by_model.items()},
+            by_tenant={k: v.freeze() for k, v in by_tenant.items()},
+            untenanted=untenanted.freeze(),
         )
+
+    @staticmethod
+    def _sum(cells: Iterable[_Acc]) -> _Acc:
+        total = _Acc()
+        for cell in cells:
+            total.merge(cell)
+        return total
 
 
 def _slot(table: dict[str, _Acc], key: str) -> _Acc:

@@ -53,10 +53,14 @@ def _convert_error(exc: msgspec.ValidationError, root: str) -> InvalidRequest:
 
 def coerce_messages(messages: Iterable[Message | Mapping[str, Any]]) -> tuple[Message, ...]:
     """Accept ``Message`` objects or plain dicts (``{"role": ..., "content": ...}``)."""
-    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable):
-        raise InvalidRequest(
-            f"expected a list of messages, got {type(messages).__name__}", field="messages"
-        )
+    kind = type(messages)
+    # A list or tuple (the usual) skips the costlier ABC checks.
+    if (
+        kind is not list
+        and kind is not tuple
+        and (isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable))
+    ):
+        raise InvalidRequest(f"expected a list of messages, got {kind.__name__}", field="messages")
     items = list(messages)
     if not items:
         raise InvalidRequest("expected at least one message", field="messages")
