@@ -109,7 +109,7 @@ class _Owner:
         router = rt._router
         if rt._router_status.state == "running" and not router.queued:
             router.route(dispatch, handoff=True)
-            return dispatch, trio.current_time()
+            return dispatch, rt._now()
         inbox = rt._router_inbox
         try:
             # Most of the time the router's mailbox has room: skip the scheduler round trip
@@ -120,14 +120,14 @@ class _Owner:
                 with trio.move_on_at(deadline):
                     await inbox.send(dispatch)  # backpressure
                     router.queued += 1
-                    return dispatch, trio.current_time()
+                    return dispatch, rt._now()
                 reply.close()
                 raise self.timeout() from None
             router.queued += 1
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             reply.close()
             raise RuntimeClosed("the runtime is shutting down") from None
-        return dispatch, trio.current_time()
+        return dispatch, rt._now()
 
     def failed(
         self, error: SwitchyardError, provider: str | None, started: float, *, died: bool = False
@@ -252,7 +252,7 @@ async def complete(rt: Runtime, request: Request) -> Response:
             reply.discard()
             ticket.cancel()
             raise
-        now = trio.current_time()
+        now = rt._now()
         if now >= deadline:
             reply.discard()
             ticket.cancel()
@@ -316,6 +316,8 @@ class EventStream:
     def __init__(self, owner: _Owner, *, buffer: int) -> None:
         self._owner = owner
         self._buffer = buffer
+        self._deadline = owner.request.deadline
+        self._now = owner.rt._now
         self._receive: trio.MemoryReceiveChannel[Reply] | None = None
         self._ticket: Ticket | None = None
         self._started = 0.0
@@ -350,9 +352,9 @@ class EventStream:
             return self._ready.popleft()
         if self._done:
             raise StopAsyncIteration
-        deadline = self._owner.request.deadline
+        deadline = self._deadline
         receive = self._receive
-        if receive is not None and trio.current_time() < deadline:
+        if receive is not None and self._now() < deadline:
             # Fast path: an event is already buffered, so no cancel scope is needed. The
             # cancellation check comes first, so a cancelled caller never drops an event.
             await trio.lowlevel.checkpoint_if_cancelled()

@@ -136,6 +136,7 @@ class Runtime:
         if ROUTER in names:
             raise ValueError(f"providers: {ROUTER!r} is reserved for the router actor")
         self.config = config
+        self._now = trio.lowlevel.current_clock().current_time  # see ProviderSlot.now
         self._state: Literal["starting", "running", "closing", "closed"] = "starting"
         rng = random.Random(config.seed)
         # Budget periods run on the trio clock (so tests can mock it), set to wall time.
@@ -151,9 +152,7 @@ class Runtime:
             for s in specs
         )
         self._by_name = {slot.name: slot for slot in self._slots}
-        self._retry = RetryPolicy(
-            config.retry, rng=random.Random(rng.random()), clock=trio.current_time
-        )
+        self._retry = RetryPolicy(config.retry, rng=random.Random(rng.random()), clock=self._now)
         inbox_send, inbox_receive = trio.open_memory_channel[Dispatch](
             config.router.mailbox_capacity
         )
@@ -306,7 +305,7 @@ class Runtime:
     def _admit(self, messages: MessagesIn, options: Mapping[str, Any], *, stream: bool) -> Request:
         if self._state != "running":
             raise RuntimeClosed(f"the runtime is {self._state}; it accepts no new requests")
-        now = trio.current_time()
+        now = self._now()
         request = build_request(
             messages,
             options,
