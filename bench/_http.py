@@ -5,6 +5,8 @@ Callers, each with a connection pool as large as the concurrency:
 * ``switchyard``: the runtime with the native ``openai_provider`` transport on httpx2;
 * ``raw``: an httpx2 ``AsyncClient`` posting the bytes the runtime's codec would send, and
   msgspec decoding the answer: the floor;
+* ``raw_transport``: the same on httpx2's transport (its connection pool) without the client
+  layer, as the runtime's own provider sends: the floor below the floor;
 * ``openai_sdk``: ``openai.AsyncOpenAI`` on its own httpx2 client, ``max_retries=0``.
 """
 
@@ -118,6 +120,35 @@ async def _raw_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Cal
     return call
 
 
+async def _raw_transport_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Call:
+    """The floor below ``raw``: httpx2's connection pool called directly, without the
+    client layer (cookies, auth, redirects, hooks), as the runtime's own transport does."""
+    limits = httpx2.Limits(
+        max_connections=concurrency,
+        max_keepalive_connections=concurrency,
+        keepalive_expiry=KEEPALIVE_S,
+    )
+    transport = await stack.enter_async_context(
+        httpx2.AsyncHTTPTransport(limits=limits, trust_env=False)
+    )
+    url = httpx2.URL(base + "/v1/chat/completions")
+    body = _body(stream=False)
+
+    async def call() -> None:
+        request = httpx2.Request("POST", url, content=body, headers=HEADERS)
+        response = await transport.handle_async_request(request)
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+        if response.status_code != 200:
+            raise RuntimeError(f"raw_transport: HTTP {response.status_code}")
+        if not _decode_completion(content).choices:
+            raise RuntimeError("raw_transport: no choices")
+
+    return call
+
+
 async def _switchyard_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Call:
     provider = openai_provider(
         name="openai",
@@ -153,7 +184,12 @@ async def _sdk_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Cal
     return call
 
 
-CALLERS = {"switchyard": _switchyard_caller, "raw": _raw_caller, "openai_sdk": _sdk_caller}
+CALLERS = {
+    "switchyard": _switchyard_caller,
+    "raw": _raw_caller,
+    "raw_transport": _raw_transport_caller,
+    "openai_sdk": _sdk_caller,
+}
 
 
 async def drive(

@@ -1,7 +1,8 @@
 """In-process measurements: the runtime's own cost, with a transport that does no I/O.
 
 * ``overhead``: handle -> router actor -> provider actor -> in-memory transport and back,
-  against a direct call to the same transport; and throughput at concurrency 64.
+  against a direct call to the same transport, with handoff (the default) and through both
+  mailboxes; and throughput at concurrency 64.
 * ``growth``: RSS over many requests after a warm-up.
 * ``streams``: RSS with many streams open at once (the transport holds them open).
 * ``profile``: cProfile of the round trip, top entries.
@@ -34,7 +35,7 @@ from protocols import (
     UsageEvent,
     build_request,
 )
-from runtime import ProviderSpec, RuntimeConfig, open_runtime
+from runtime import ProviderSpec, RouterConfig, RuntimeConfig, open_runtime
 
 NAME = "memory"
 
@@ -94,8 +95,8 @@ async def _hammer(rt: Any, callers: int, total: int) -> float:
 
 
 async def _trio_floor(n: int) -> float:
-    """p50 us of the same shape in bare trio: a fresh reply channel, caller -> task ->
-    task -> caller. What any actor design on trio pays on this machine."""
+    """p50 us of the mailbox shape in bare trio: a fresh reply channel, caller -> task ->
+    task -> caller. What the path through both mailboxes pays on this machine."""
     to_router, router_inbox = trio.open_memory_channel[Any](1024)
     to_worker, worker_inbox = trio.open_memory_channel[Any](64)
 
@@ -125,29 +126,54 @@ async def _trio_floor(n: int) -> float:
     return median(samples) / 1000
 
 
-async def _overhead(params: dict[str, Any]) -> dict[str, Any]:
-    n = int(params["calls"])
-    provider = MemoryProvider()
+async def _checkpoint_floor(n: int) -> float:
+    """p50 us of one trip through the trio scheduler (``trio.lowlevel.checkpoint``), plus
+    one cancel scope with a deadline: what a handed-off round trip cannot avoid."""
+    clock = time.perf_counter_ns
+    samples: list[int] = []
+    for i in range(n):
+        t0 = clock()
+        with trio.CancelScope(deadline=trio.current_time() + 60):
+            await trio.lowlevel.checkpoint()
+        if i >= n // 10:
+            samples.append(clock() - t0)
+    return median(samples) / 1000
+
+
+async def _round_trips(rt: Any, provider: MemoryProvider, n: int) -> tuple[float, float, float]:
+    """p50 us of ``rt.complete`` and of a direct call to ``provider``, then the former's
+    p99; in alternating blocks so that drift in machine load hits both alike."""
     request = build_request(
         MESSAGES, {}, request_id="r1", now=trio.current_time(), default_timeout=60, stream=False
     )
     clock = time.perf_counter_ns
-    async with open_runtime([_spec(provider)], config=RuntimeConfig(seed=1)) as rt:
-        for _ in range(min(n, 2000)):  # warm up both paths
+    for _ in range(min(n, 2000)):  # warm up both paths
+        await rt.complete(MESSAGES)
+        await provider.complete(request)
+    runtime_ns: list[int] = []
+    direct_ns: list[int] = []
+    for _ in range(10):
+        for _ in range(n // 10):
+            t0 = clock()
             await rt.complete(MESSAGES)
+            runtime_ns.append(clock() - t0)
+        for _ in range(n // 10):
+            t0 = clock()
             await provider.complete(request)
-        runtime_ns: list[int] = []
-        direct_ns: list[int] = []
-        # Alternate blocks of the two so that drift in machine load hits both alike.
-        for _ in range(10):
-            for _ in range(n // 10):
-                t0 = clock()
-                await rt.complete(MESSAGES)
-                runtime_ns.append(clock() - t0)
-            for _ in range(n // 10):
-                t0 = clock()
-                await provider.complete(request)
-                direct_ns.append(clock() - t0)
+            direct_ns.append(clock() - t0)
+    return median(runtime_ns) / 1000, median(direct_ns) / 1000, percentile(runtime_ns, 99) / 1000
+
+
+async def _overhead(params: dict[str, Any]) -> dict[str, Any]:
+    n = int(params["calls"])
+    provider = MemoryProvider()
+    # Every request through both mailboxes (the router's task, then a provider worker):
+    # the shape without handoff, for comparison.
+    mailboxes = RuntimeConfig(seed=1, router=RouterConfig(handoff=False))
+    async with open_runtime([_spec(provider)], config=mailboxes) as rt:
+        mailbox_p50, mailbox_direct_p50, _ = await _round_trips(rt, provider, n)
+    async with open_runtime([_spec(provider)], config=RuntimeConfig(seed=1)) as rt:
+        runtime_p50, direct_p50, runtime_p99 = await _round_trips(rt, provider, n)
         begin = time.perf_counter()
         for _ in range(n // 2):
             await rt.complete(MESSAGES)
@@ -156,17 +182,16 @@ async def _overhead(params: dict[str, Any]) -> dict[str, Any]:
         cpu0 = cpu_seconds()
         elapsed = await _hammer(rt, 64, total)
         cpu = cpu_seconds() - cpu0
-    floor = await _trio_floor(n)
-    runtime_p50 = median(runtime_ns) / 1000
-    direct_p50 = median(direct_ns) / 1000
     return {
         "overhead_us_p50": runtime_p50 - direct_p50,
         "rps": total / elapsed,
         "rps_c1": rps_c1,
         "runtime_us_p50": runtime_p50,
-        "runtime_us_p99": percentile(runtime_ns, 99) / 1000,
+        "runtime_us_p99": runtime_p99,
         "direct_us_p50": direct_p50,
-        "trio_3hop_floor_us_p50": floor,
+        "mailboxes_overhead_us_p50": mailbox_p50 - mailbox_direct_p50,
+        "trio_3hop_floor_us_p50": await _trio_floor(n),
+        "trio_checkpoint_floor_us_p50": await _checkpoint_floor(n),
         "cpu_us_per_req_c64": cpu / total * 1e6,
         "calls": n,
         "throughput_requests": total,

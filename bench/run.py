@@ -29,7 +29,7 @@ from _common import Worker, emulator_process, gateway_process, merge, serve_work
 
 CONCURRENCY = (1, 64, 256)
 GATEWAY_C = 64
-CALLERS = ("switchyard", "raw", "openai_sdk", "litellm")
+CALLERS = ("switchyard", "raw", "raw_transport", "openai_sdk", "litellm")
 
 QUICK = {
     "inprocess": {"calls": 2000, "throughput_requests": 4000},
@@ -117,7 +117,7 @@ def measure(quick: bool, use_litellm: bool) -> dict[str, Any]:
         # Every round runs the four callers one after another, in a rotating order, so that
         # drift in the load of a shared machine spreads over all of them.
         http_counts = counts["http"]
-        callers = CALLERS if use_litellm else CALLERS[:3]
+        callers = CALLERS if use_litellm else CALLERS[:-1]
         runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for concurrency in CONCURRENCY:
             key = f"c{concurrency}"
@@ -229,6 +229,7 @@ def _http_table(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, A
                 row[f"{name}_{field}"] = None if stats is None else stats[field]
         sy, raw = row["switchyard_rps"], row["raw_rps"]
         row["switchyard_over_raw"] = sy / raw
+        row["switchyard_over_raw_transport"] = sy / row["raw_transport_rps"]
         row["switchyard_over_litellm"] = _ratio(sy, row["litellm_rps"])
         row["litellm_p99_over_switchyard_p99"] = _ratio(
             row["litellm_p99_ms"], row["switchyard_p99_ms"]
@@ -282,15 +283,19 @@ def report(data: dict[str, Any]) -> str:
         f"  overhead p50 {_f(ip['overhead_us_p50'], '.1f')} us  (runtime "
         f"{_f(ip['runtime_us_p50'], '.1f')} us - direct transport call "
         f"{_f(ip['direct_us_p50'], '.2f')} us; runtime p99 {_f(ip['runtime_us_p99'], '.1f')} us)",
-        f"  bare trio, same shape (fresh reply channel, caller -> task -> task -> caller): "
-        f"{_f(ip['trio_3hop_floor_us_p50'], '.1f')} us p50",
+        f"  through both mailboxes (router.handoff off): "
+        f"{_f(ip['mailboxes_overhead_us_p50'], '.1f')} us p50; bare trio of that shape (fresh "
+        f"reply channel, caller -> task -> task -> caller): "
+        f"{_f(ip['trio_3hop_floor_us_p50'], '.1f')} us",
+        f"  bare trio, one schedule point and one cancel scope (a handoff's minimum): "
+        f"{_f(ip['trio_checkpoint_floor_us_p50'], '.1f')} us p50",
         f"  throughput {_f(ip['rps'])} req/s at c64 ({_f(ip['cpu_us_per_req_c64'], '.1f')} us "
         f"CPU/req), {_f(ip['rps_c1'])} req/s sequential",
         "",
         "HTTP against the emulator's OpenAI endpoint: req/s (p99 ms) [client CPU us/req]",
         f"  {'conc':>4}  "
         + "  ".join(f"{name:>22}" for name in CALLERS)
-        + f"  {'sy/raw':>6} {'sy/litellm':>10} {'p99 lite/sy':>11}",
+        + f"  {'sy/raw':>6} {'sy/raw_tr':>9} {'sy/litellm':>10} {'p99 lite/sy':>11}",
     ]
     for key, row in data["http"].items():
         cells = []
@@ -303,6 +308,7 @@ def report(data: dict[str, Any]) -> str:
             f"  {key[1:]:>4}  "
             + "  ".join(f"{c:>22}" for c in cells)
             + f"  {_f(row['switchyard_over_raw'], '.2f'):>6}"
+            f" {_f(row['switchyard_over_raw_transport'], '.2f'):>9}"
             f" {_f(row['switchyard_over_litellm'], '.1f'):>10}"
             f" {_f(row['litellm_p99_over_switchyard_p99'], '.1f'):>11}"
         )
@@ -360,11 +366,11 @@ def plot(data: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     keys = list(data["http"])
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    width = 0.2
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.16
     for i, name in enumerate(CALLERS):
         values = [data["http"][k][f"{name}_rps"] or 0 for k in keys]
-        xs = [j + (i - 1.5) * width for j in range(len(keys))]
+        xs = [j + (i - (len(CALLERS) - 1) / 2) * width for j in range(len(keys))]
         bars = ax.bar(xs, values, width, label=name)
         ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], fontsize=7)
     ax.set_xticks(range(len(keys)), [f"concurrency {k[1:]}" for k in keys])

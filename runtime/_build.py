@@ -38,6 +38,7 @@ def build_runtime_config(settings: Settings, *, seed: int | None = None) -> Runt
             policy=settings.router.policy,
             mailbox_capacity=settings.router.mailbox_capacity,
             latency_explore=settings.router.latency_explore,
+            handoff=settings.router.handoff,
         ),
         retry=RetryConfig(
             backoff=BackoffConfig(

@@ -22,11 +22,15 @@ __all__ = ["RouterConfig", "RuntimeConfig"]
 class RouterConfig(msgspec.Struct, frozen=True, kw_only=True):
     """``policy`` orders providers; ``mailbox_capacity`` bounds dispatches waiting for the
     router; ``latency_explore`` is the share of requests the latency policy spends
-    re-measuring a provider that is not the fastest."""
+    re-measuring a provider that is not the fastest. ``handoff``: while the router and a
+    provider actor are idle, the caller's task routes its request and serves a non-streaming
+    one itself, under the actors' limits (see ``ProviderActor.serve_handoff``); False sends
+    every request through both mailboxes."""
 
     policy: PolicyName = "priority"
     mailbox_capacity: int = 1024
     latency_explore: float = 0.05
+    handoff: bool = True
 
     def __post_init__(self) -> None:
         if self.mailbox_capacity < 1:

@@ -107,7 +107,7 @@ class _Owner:
         dispatch = Dispatch(self.request, reply, Ticket(), self.exclude, self.prefer, self.avoid)
         rt = self.rt
         router = rt._router
-        if rt._router_status.state == "running" and not router.queued:
+        if rt._handoff and rt._router_status.state == "running" and not router.queued:
             router.route(dispatch, handoff=True)
             return dispatch, rt._now()
         inbox = rt._router_inbox

@@ -177,6 +177,7 @@ class Runtime:
         for slot in self._slots:
             slot.status = self._supervisor.status(slot.name)
         self._router_status = self._supervisor.status(ROUTER)
+        self._handoff = config.router.handoff
         self._ids = itertools.count(1)
         self._in_flight = 0
         self._idle: trio.Event | None = None

@@ -60,6 +60,7 @@ class RouterSettings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     policy: PolicyName = "priority"
     mailbox_capacity: PositiveInt = 1024
     latency_explore: Probability = 0.05
+    handoff: bool = True
 
 
 class RetrySettings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
