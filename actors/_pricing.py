@@ -168,10 +168,16 @@ class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):
         p = self.for_prompt(usage.input_tokens)
         read = usage.cache_read_tokens
         write = usage.cache_write_tokens
+        c = _EXACT
+        if not read and not write:  # most calls: the same sum with half the arithmetic
+            total = c.add(
+                c.multiply(Decimal(usage.input_tokens), p.input),
+                c.multiply(Decimal(usage.output_tokens), p.output),
+            )
+            return c.divide(total, _MILLION)
         uncached = max(usage.input_tokens - read - write, 0)
         cache_read = p.input if p.cache_read is None else p.cache_read
         cache_write = p.input if p.cache_write is None else p.cache_write
-        c = _EXACT
         total = c.add(
             c.add(c.multiply(Decimal(uncached), p.input), c.multiply(Decimal(read), cache_read)),
             c.add(

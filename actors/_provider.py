@@ -285,14 +285,21 @@ class ProviderActor:
         # concurrency slot those jobs hold, and a crash one of them ran into.
         self._handed_off: set[Ticket] = set()
         self._room = trio.lowlevel.ParkingLot()
+        self._reserved = 0  # slots handed from a finished job to a parked worker
         self._crashed = trio.Event()
         self._crash: Exception | None = None
+
+    @property
+    def crashing(self) -> bool:
+        """A handed-off job crashed this incarnation; it is on its way down."""
+        return self._crash is not None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         slot = self.slot
         send, receive = trio.open_memory_channel[Dispatch](slot.mailbox_capacity)
         self._handed_off = set()
         self._room = trio.lowlevel.ParkingLot()
+        self._reserved = 0
         self._crashed = trio.Event()
         self._crash = None
         try:
@@ -319,16 +326,24 @@ class ProviderActor:
         limit = slot.spec.max_concurrency
         async for job in mailbox:
             slot.queued -= 1
-            while slot.in_flight >= limit:  # handed-off jobs hold the slots
+            if slot.in_flight + self._reserved >= limit or self._room:
+                # Handed-off jobs hold the slots: wait in turn for one to be handed over.
                 await self._room.park()
+                self._reserved -= 1
             await self._serve(job)
+
+    def _release_slot(self) -> None:
+        self.slot.in_flight -= 1
+        if self._room:  # straight to the worker that has waited longest
+            self._reserved += 1
+            self._room.unpark()
 
     def takes_handoff(self) -> bool:
         """Whether a job may be served in its owner's task now: a concurrency slot is free
         and no job is waiting for one, so a handoff overtakes nobody."""
         slot = self.slot
         return (
-            slot.in_flight < slot.spec.max_concurrency
+            slot.in_flight + self._reserved < slot.spec.max_concurrency
             and not slot.queued
             and not self._room
             and self._crash is None
@@ -439,9 +454,7 @@ class ProviderActor:
                         )
             finally:
                 ticket.scope = None
-                slot.in_flight -= 1
-                if self._room:
-                    self._room.unpark()
+                self._release_slot()
                 if not verdict:
                     slot.breaker.release()
                 if not progress.settled:

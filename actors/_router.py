@@ -191,8 +191,11 @@ class RouterActor:
             if slot.name in skip:
                 continue
             mailbox = slot.mailbox
-            if mailbox is None:
-                if slot.state in ("starting", "restarting"):
+            actor = slot.actor
+            if mailbox is None or (actor is not None and actor.crashing):
+                # Down or going down; unless it has failed for good, a restart is coming
+                # (the supervisor may not have marked it restarting yet).
+                if slot.state not in ("failed", "stopped"):
                     wait = _shorter(wait, _RESTARTING_RETRY_S)
                 continue
             if not slot.breaker.would_allow():
@@ -202,7 +205,6 @@ class RouterActor:
                 wait = _shorter(wait, limit_wait)
                 continue
             dispatch.ticket.provider = slot.name
-            actor = slot.actor
             if handoff and actor is not None and actor.takes_handoff():
                 dispatch.handoff = actor
                 self.routed += 1

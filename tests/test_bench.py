@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CALLER_FIELDS = (
     "switchyard_rps",
     "raw_rps",
+    "raw_transport_rps",
     "openai_sdk_rps",
     "litellm_rps",
     "switchyard_p99_ms",
@@ -26,7 +27,7 @@ CALLER_FIELDS = (
 LITELLM_FIELDS = {"litellm_rps", "litellm_p99_ms"}
 REQUIRED = {
     "machine": ("cpus", "python"),
-    "inprocess": ("overhead_us_p50", "rps"),
+    "inprocess": ("overhead_us_p50", "rps", "mailboxes_overhead_us_p50"),
     "gateway.c64": ("rps", "direct_rps", "p99_ms"),
     "stream": ("ttft_overhead_us_p50", "chunk_overhead_us"),
     "memory": ("rss_mb_10k_streams", "rss_growth_mb_200k"),
