@@ -126,6 +126,27 @@ async def test_complete_on_an_idle_runtime_runs_in_the_callers_task(autojump_clo
         assert health.in_flight == 0
 
 
+async def test_a_handed_off_complete_is_a_checkpoint_even_if_the_provider_never_waits():
+    # MockProvider without latency answers without yielding; the runtime call must still be
+    # a schedule point and a cancel point, as every trio call is.
+    a = tracked("a")
+    async with open_runtime([a], config=NO_RETRY) as rt:
+        with trio.testing.assert_checkpoints():
+            await rt.complete(HI)
+        assert a.complete_tasks[-1] is trio.lowlevel.current_task()  # it was handed off
+
+
+async def test_a_handed_off_complete_over_real_waits_adds_no_extra_trip(autojump_clock):
+    # A provider that waited already gave the scheduler its turn: no further trip after it.
+    a = tracked("a", latency=0.01)
+    async with open_runtime([a], config=NO_RETRY) as rt:
+        await rt.complete(HI)
+        task = trio.lowlevel.current_task()
+        before = task._schedule_points
+        await rt.complete(HI)
+        assert task._schedule_points - before == 1  # the provider's own sleep, nothing more
+
+
 async def test_stream_always_runs_in_a_worker_task(autojump_clock):
     a = tracked("a")
     async with open_runtime([a], config=NO_RETRY) as rt:
