@@ -2,10 +2,10 @@
 
 Each attempt of a request gets its own reply channel: a bounded trio memory channel for a
 stream, a ``OneShot`` for a non-streaming request. Whoever holds the send side (the router
-briefly, then one provider worker) closes it when done, however it is done; an actor that
-dies closes it by unwinding. So the owner, reading the receive side, always sees either a
-terminal message or the end of the channel, and the end of the channel without a terminal
-message means the attempt failed.
+briefly, then one provider worker, or the owner serving a handoff) closes it when done,
+however it is done; an actor that dies closes it by unwinding. So the owner, reading the
+receive side, always sees either a terminal message or the end of the channel, and the end
+of the channel without a terminal message means the attempt failed.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ class OneShot:
     costs about as much as the rest of routing a request; an answer that is one message
     needs none of its buffering. Sending follows a memory channel of size 1: ``WouldBlock``
     once a message is in, ``BrokenResourceError`` once the owner has discarded it,
-    ``ClosedResourceError`` after ``close``.
+    ``ClosedResourceError`` after ``close``; but ``send`` never waits for room, as a second
+    message would be a bug, and raises ``WouldBlock`` too.
     """
 
     __slots__ = ("_closed", "_discarded", "_message", "_woken")
