@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=9000)
     emulator.add_argument("--config", metavar="FILE.json", help="emulator configuration")
+    emulator.add_argument(
+        "--server",
+        help="hypercorn-trio (default) or uvicorn (cheaper per request; needs the bench extra)",
+    )
     return parser
 
 
@@ -67,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             forwarded = ["--host", args.host, "--port", str(args.port)]
             if args.config:
                 forwarded += ["--config", args.config]
+            if args.server:  # checked by the emulator's own parser
+                forwarded += ["--server", args.server]
             return emulator_main(forwarded)
     return 2  # pragma: no cover - argparse rejects unknown commands
 

@@ -389,3 +389,33 @@ async def test_health_command_exits_1_when_not_serving_or_unreachable(
     assert out == ""
     assert f"cannot reach {url}" in err
     assert "Traceback" not in err
+
+
+# --- emulator ------------------------------------------------------------------------------------
+
+
+async def test_emulator_command_serves_on_uvicorn(
+    tmp_path: Path, spawn: Any, switchyard_env: Any
+) -> None:
+    command = [*switchyard_env.command, "emulator", "--port", "0", "--server", "uvicorn"]
+    process = await spawn(command, tmp_path / "emulator.log", env=switchyard_env.env)
+    try:
+        url = (await process.wait_for(r"listening on (http://\S+)")).group(1)
+        async with httpx2.AsyncClient() as client:
+            answer = await client.post(
+                url + "/v1/chat/completions",
+                headers={"authorization": "Bearer sk-test"},
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            )
+        assert answer.status_code == 200
+        assert answer.json()["choices"][0]["message"]["content"]
+    finally:
+        process.terminate()
+        assert await process.wait(10) == 0
+
+
+async def test_emulator_command_rejects_an_unknown_server(switchyard: Any) -> None:
+    code, _, err = await switchyard("emulator", "--port", "0", "--server", "gunicorn")
+    assert code == 2
+    assert "hypercorn-trio" in err and "uvicorn" in err
+    assert "Traceback" not in err
