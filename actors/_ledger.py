@@ -139,12 +139,14 @@ class CostLedger:
         by_model: dict[str, _Acc] = {}
         by_tenant: dict[str, _Acc] = {}
         untenanted = _Acc()
+        total = _Acc()
         for (provider, model, tenant), cell in self._cells.items():
+            total.merge(cell)
             _slot(by_provider, provider).merge(cell)
             _slot(by_model, model).merge(cell)
             (untenanted if tenant is None else _slot(by_tenant, tenant)).merge(cell)
         return LedgerSnapshot(
-            total=self._sum(self._cells.values()).freeze(),
+            total=total.freeze(),
             by_provider={k: v.freeze() for k, v in by_provider.items()},
             by_model={k: v.freeze() for k, v in by_model.items()},
             by_tenant={k: v.freeze() for k, v in by_tenant.items()},

@@ -281,6 +281,9 @@ class ProviderActor:
     def __init__(self, slot: ProviderSlot) -> None:
         self.slot = slot
         self.provider = slot.spec.provider
+        self._begin_incarnation()
+
+    def _begin_incarnation(self) -> None:
         # Per incarnation: jobs being served in their owners' tasks, workers waiting for a
         # concurrency slot those jobs hold, and a crash one of them ran into.
         self._handed_off: set[Ticket] = set()
@@ -297,11 +300,7 @@ class ProviderActor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         slot = self.slot
         send, receive = trio.open_memory_channel[Dispatch](slot.mailbox_capacity)
-        self._handed_off = set()
-        self._room = trio.lowlevel.ParkingLot()
-        self._reserved = 0
-        self._crashed = trio.Event()
-        self._crash = None
+        self._begin_incarnation()
         try:
             async with trio.open_nursery() as nursery:
                 for _ in range(slot.spec.max_concurrency):

@@ -95,13 +95,16 @@ HEADERS = {"authorization": f"Bearer {API_KEY}", "content-type": "application/js
 KEEPALIVE_S = 4.0
 
 
-def _pool(concurrency: int) -> httpx2.AsyncClient:
-    limits = httpx2.Limits(
+def _limits(concurrency: int) -> httpx2.Limits:
+    return httpx2.Limits(
         max_connections=concurrency,
         max_keepalive_connections=concurrency,
         keepalive_expiry=KEEPALIVE_S,
     )
-    return httpx2.AsyncClient(timeout=None, limits=limits, trust_env=False)
+
+
+def _pool(concurrency: int) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(timeout=None, limits=_limits(concurrency), trust_env=False)
 
 
 async def _raw_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Call:
@@ -123,13 +126,8 @@ async def _raw_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Cal
 async def _raw_transport_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Call:
     """The floor below ``raw``: httpx2's connection pool called directly, without the
     client layer (cookies, auth, redirects, hooks), as the runtime's own transport does."""
-    limits = httpx2.Limits(
-        max_connections=concurrency,
-        max_keepalive_connections=concurrency,
-        keepalive_expiry=KEEPALIVE_S,
-    )
     transport = await stack.enter_async_context(
-        httpx2.AsyncHTTPTransport(limits=limits, trust_env=False)
+        httpx2.AsyncHTTPTransport(limits=_limits(concurrency), trust_env=False)
     )
     url = httpx2.URL(base + "/v1/chat/completions")
     body = _body(stream=False)

@@ -483,8 +483,8 @@ class EventStream:
             content = self._assemble()
         except SwitchyardError as error:
             return self._terminal(StreamInterrupted(error, delivered_text=self.delivered_text))
-        now = trio.current_time()
-        self._owner.succeeded(provider, self._started, trio.current_time())
+        now = self._now()
+        self._owner.succeeded(provider, self._started, now)
         response = Response(
             content=content,
             finish_reason=finish.reason,

@@ -52,11 +52,16 @@ async def _serve(config: EmulatorConfig, host: str, port: int, access_log: bool)
         handle: EmulatorHandle = await nursery.start(
             partial(serve_emulator, config, host=host, port=port, access_log=access_log)
         )
-        print(f"Switchyard emulator listening on {handle.base_url}", flush=True)
+        _announce(handle.base_url)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
                 break
         nursery.cancel_scope.cancel()
+
+
+def _announce(url: str) -> None:
+    """The line users (and tests) wait for, whichever server listens."""
+    print(f"Switchyard emulator listening on {url}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "python -m runtime.emulator") -> int:
@@ -78,7 +83,13 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m runtime.em
             return 2
         from ._uvicorn import serve_uvicorn
 
-        serve_uvicorn(config, host=args.host, port=args.port, access_log=args.access_log)
+        serve_uvicorn(
+            config,
+            host=args.host,
+            port=args.port,
+            access_log=args.access_log,
+            on_listening=_announce,
+        )
         return 0
     trio.run(_serve, config, args.host, args.port, args.access_log)
     return 0

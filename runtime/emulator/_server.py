@@ -19,6 +19,12 @@ SHUTDOWN_GRACE = 2.0
 """Seconds in-flight requests get to finish when the server is cancelled."""
 
 
+def http_url(host: str, port: int) -> str:
+    """``http://HOST:PORT`` (no trailing slash, no API version; an IPv6 host bracketed)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
 class EmulatorHandle:
     """A running emulator: its address plus the :class:`Emulator` Python API."""
 
@@ -32,8 +38,7 @@ class EmulatorHandle:
     @property
     def base_url(self) -> str:
         """``http://HOST:PORT`` (no trailing slash, no API version)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return http_url(self.host, self.port)
 
     @property
     def requests(self) -> list[RecordedRequest]:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -24,9 +24,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ._app import Emulator
 from ._config import EmulatorConfig
-
-SHUTDOWN_GRACE = 2
-"""Seconds in-flight requests get to finish on SIGINT/SIGTERM (as with hypercorn)."""
+from ._server import SHUTDOWN_GRACE, http_url
 
 KEEP_ALIVE = 30
 """Seconds an idle keep-alive connection stays open. Above hypercorn's 5 s, so
@@ -40,11 +38,13 @@ def serve_uvicorn(
     host: str = "127.0.0.1",
     port: int = 0,
     access_log: bool = False,
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Serve an emulator with uvicorn until SIGINT/SIGTERM (blocks; main thread).
 
-    Prints ``Switchyard emulator listening on http://HOST:PORT`` once the socket
-    listens (port 0 binds an ephemeral port), as the hypercorn server does.
+    ``on_listening`` gets ``http://HOST:PORT`` once the socket listens (port 0 binds an
+    ephemeral port). In-flight requests get ``SHUTDOWN_GRACE`` seconds on a signal, as
+    with the hypercorn server.
     """
     settings = uvicorn.Config(
         Emulator(config),
@@ -60,12 +60,12 @@ def serve_uvicorn(
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        timeout_graceful_shutdown=round(SHUTDOWN_GRACE),
         backlog=1024,
     )
     # The disconnect faults end a response early on purpose: not an error here.
     logging.getLogger("uvicorn.error").addFilter(_quiet_aborts)
-    _Server(settings).run()
+    _Server(settings, on_listening).run()
 
 
 def _quiet_aborts(record: logging.LogRecord) -> bool:
@@ -73,11 +73,15 @@ def _quiet_aborts(record: logging.LogRecord) -> bool:
 
 
 class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_listening: Callable[[str], None] | None) -> None:
+        super().__init__(config)
+        self._on_listening = on_listening
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        host, bound = self.config.host, self.servers[0].sockets[0].getsockname()[1]
-        shown = f"[{host}]" if ":" in host else host
-        print(f"Switchyard emulator listening on http://{shown}:{bound}", flush=True)
+        if self._on_listening is not None:
+            bound = self.servers[0].sockets[0].getsockname()[1]
+            self._on_listening(http_url(self.config.host, bound))
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
