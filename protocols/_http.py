@@ -1,7 +1,8 @@
 """Native HTTP providers: one ``HttpProvider`` driven by a per-API ``Codec``.
 
-The provider owns a connection pool (httpx's or its fork httpx2's; same API) and does the
-I/O: send, check the status, stream and split server-sent events. Everything that knows a
+The provider owns a connection pool (httpx's core or its fork httpx2's, on a trio network
+backend of ours) or uses a client it is given, and does the I/O: send, check the status,
+stream and split server-sent events. Everything that knows a
 field name lives in the codec. Deadlines come from the caller's cancel scopes, so nothing
 here has timeouts of its own; cancelling the calling task closes the upstream connection.
 """
@@ -15,6 +16,8 @@ from contextlib import aclosing
 from typing import Any, Literal, Protocol
 
 import anyio
+import httpcore
+import httpcore2
 import httpx
 import httpx2
 
@@ -23,6 +26,7 @@ from ._provider import LLMProvider
 from ._ratelimit import parse_rate_limit_headers
 from ._secret import Secret
 from ._sse import ServerSentEvent, SSEDecoder
+from ._trio_backend import TrioNetworkBackend
 from ._types import Request, Response, StreamEvent
 
 __all__ = [
@@ -36,12 +40,24 @@ __all__ = [
 
 HttpClientName = Literal["httpx", "httpx2"]
 
-_TIMEOUT_ERRORS = (httpx.TimeoutException, httpx2.TimeoutException)
+_TIMEOUT_ERRORS = (
+    httpx.TimeoutException,
+    httpx2.TimeoutException,
+    httpcore.TimeoutException,
+    httpcore2.TimeoutException,
+)
 _TRANSPORT_ERRORS = (
     httpx.TransportError,
     httpx2.TransportError,
     httpx.StreamError,
     httpx2.StreamError,
+    # From a provider's own pool, which is httpcore's (httpcore2's) called directly.
+    httpcore.NetworkError,
+    httpcore2.NetworkError,
+    httpcore.ProtocolError,
+    httpcore2.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore2.UnsupportedProtocol,
     # httpx2 can let these through on a broken TLS or half-closed connection.
     ssl.SSLError,
     anyio.EndOfStream,
@@ -50,6 +66,11 @@ _TRANSPORT_ERRORS = (
 
 def _library(name: HttpClientName) -> Any:
     return httpx2 if name == "httpx2" else httpx
+
+
+def _core(name: HttpClientName) -> Any:
+    """The library's connection pools and their exceptions."""
+    return httpcore2 if name == "httpx2" else httpcore
 
 
 @functools.cache
@@ -65,13 +86,16 @@ def _default_ssl_context(name: HttpClientName, http2: bool) -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=False)
 
 
+# Below the 5 s idle timeout common to servers (hypercorn, nginx): reusing a connection the
+# server is closing fails the request.
+_KEEPALIVE_S = 4.0
+
+
 def _pool_options(name: HttpClientName, max_connections: int, http2: bool) -> dict[str, Any]:
     limits = _library(name).Limits(
         max_connections=max_connections,
         max_keepalive_connections=max_connections,
-        # Below the 5 s idle timeout common to servers (hypercorn, nginx): reusing a
-        # connection the server is closing fails the request.
-        keepalive_expiry=4.0,
+        keepalive_expiry=_KEEPALIVE_S,
     )
     return {
         "limits": limits,
@@ -145,14 +169,16 @@ class _Sender(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _TransportSender:
-    """Straight to a connection pool of the provider's own.
+class _PoolSender:
+    """Straight to a connection pool of the provider's own: the library's core pool
+    (``httpcore2`` under httpx2), on ``TrioNetworkBackend``.
 
     What a client does per request (base-URL merging, cookies, the auth flow, redirects,
-    event hooks, merging default headers) is nothing a gateway needs. The request is built
-    here with the headers a client would send, merged once; the parsed URL is kept per URL.
-    It carries its body as a stream, so ``Request`` adds no headers of its own: ``Host`` and
-    ``Content-Length`` are set here. The response still decodes its ``Content-Encoding``.
+    event hooks, merging default headers) is nothing a gateway needs, nor is the transport's
+    translation of each request and response between the client's types and the pool's.
+    The request is built here with the headers a client would send, merged once; the parsed
+    URL is kept per URL. The answer is the client library's ``Response``, so that it decodes
+    its ``Content-Encoding`` as a client's would.
     """
 
     _MAX_URLS = 64  # models named per request could otherwise grow the cache without bound
@@ -161,7 +187,10 @@ class _TransportSender:
         self, name: HttpClientName, headers: Mapping[str, str], *, max_connections: int
     ) -> None:
         library = _library(name)
+        core = _core(name)
         self._library = library
+        self._core = core
+        self._body = _CORE_BODIES[name]
         defaults = library.Headers(
             {
                 "Accept": "*/*",
@@ -174,7 +203,13 @@ class _TransportSender:
         self._headers: list[tuple[bytes, bytes]] = defaults.raw
         self._host = "Host" not in defaults  # unless extra_headers name one
         self._urls: dict[str, tuple[Any, list[tuple[bytes, bytes]]]] = {}
-        self.transport = make_http_transport(name, max_connections=max_connections)
+        self.pool = core.AsyncConnectionPool(
+            ssl_context=_default_ssl_context(name, False),
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=_KEEPALIVE_S,
+            network_backend=TrioNetworkBackend(core),
+        )
 
     def _url(self, text: str) -> tuple[Any, list[tuple[bytes, bytes]]]:
         """The parsed URL and the request headers for it, all but ``Content-Length``."""
@@ -182,23 +217,67 @@ class _TransportSender:
         if known is None:
             if len(self._urls) >= self._MAX_URLS:
                 self._urls.clear()
-            url = self._library.URL(text)
-            host = [(b"Host", url.netloc)] if self._host else []
+            parsed = self._library.URL(text)  # the client's parsing, checks and errors
+            if parsed.scheme not in ("http", "https"):
+                raise self._library.UnsupportedProtocol(
+                    f"unsupported URL scheme {parsed.scheme!r} in {text!r}"
+                )
+            url = self._core.URL(
+                scheme=parsed.raw_scheme,
+                host=parsed.raw_host,
+                port=parsed.port,
+                target=parsed.raw_path,
+            )
+            host = [(b"Host", parsed.netloc)] if self._host else []
             known = self._urls[text] = (url, [*host, *self._headers])
         return known
 
     async def open(self, url: str, body: bytes) -> Any:
         target, headers = self._url(url)
-        request = self._library.Request(
-            "POST",
+        request = self._core.Request(
+            b"POST",
             target,
             headers=[*headers, (b"Content-Length", b"%d" % len(body))],
-            stream=self._library.ByteStream(body),
+            content=body,
         )
-        return await self.transport.handle_async_request(request)
+        answer = await self.pool.handle_async_request(request)
+        return self._library.Response(
+            answer.status,
+            headers=answer.headers,
+            stream=self._body(answer.stream),
+            extensions=answer.extensions,
+        )
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        await self.pool.aclose()
+
+
+class _CoreBody:
+    """A pool's response body as the client library's ``AsyncByteStream``; closing it
+    hands the connection back to the pool (or closes it, if the body was not read)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream.__aiter__()  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class _Httpx2Body(_CoreBody, httpx2.AsyncByteStream):
+    pass
+
+
+class _HttpxBody(_CoreBody, httpx.AsyncByteStream):
+    pass
+
+
+_CORE_BODIES: dict[HttpClientName, type[_CoreBody]] = {
+    "httpx2": _Httpx2Body,
+    "httpx": _HttpxBody,
+}
 
 
 class _ClientSender:
@@ -252,7 +331,7 @@ class HttpProvider(LLMProvider):
         if key:
             headers.update(codec.auth_headers(key.reveal()))
         self._sender: _Sender = (
-            _TransportSender(http_client, headers, max_connections=max_connections)
+            _PoolSender(http_client, headers, max_connections=max_connections)
             if client is None
             else _ClientSender(client, headers)
         )

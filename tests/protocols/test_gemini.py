@@ -1077,10 +1077,10 @@ def test_sse_bytes_never_crash_the_stream_path(raw: bytes) -> None:
 
 def open_connections(provider: LLMProvider) -> int:
     if isinstance(provider, GeminiSDKProvider):
-        transport = provider._http._transport
+        pool = provider._http._transport._pool
     else:
-        transport = provider._sender.transport  # type: ignore[attr-defined]
-    return sum(not c.is_closed() for c in transport._pool.connections)
+        pool = provider._sender.pool  # type: ignore[attr-defined]
+    return sum(not c.is_closed() for c in pool.connections)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -31,7 +31,7 @@ from protocols import (
     make_http_client,
     make_http_transport,
 )
-from protocols._http import HttpProvider, _TransportSender
+from protocols._http import HttpProvider, _PoolSender
 from protocols.providers import anthropic_provider, gemini_provider, openai_provider
 from runtime.emulator import FAULT_HEADER, Emulator, EmulatorHandle, reply_text, serve_emulator
 
@@ -74,8 +74,8 @@ def ask(text: str = "hello there", *, stream: bool = False) -> Request:
 
 def pool(provider: HttpProvider) -> Any:
     sender = provider._sender
-    assert isinstance(sender, _TransportSender)  # the transport-direct path
-    return sender.transport._pool
+    assert isinstance(sender, _PoolSender)  # the pool-direct path
+    return sender.pool
 
 
 def open_connections(provider: HttpProvider) -> int:
