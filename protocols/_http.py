@@ -4,11 +4,13 @@ The provider owns a connection pool (httpx's core or its fork httpx2's, on a tri
 backend of ours) or uses a client it is given, and does the I/O: send, check the status,
 stream and split server-sent events. Everything that knows a
 field name lives in the codec. Deadlines come from the caller's cancel scopes, so nothing
-here has timeouts of its own; cancelling the calling task closes the upstream connection.
+here has timeouts of its own (but the short wait for a finished stream's last bytes, which
+lets its connection be reused); cancelling the calling task closes the upstream connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ssl
 from collections.abc import AsyncIterator, Mapping
@@ -27,7 +29,7 @@ from ._ratelimit import parse_rate_limit_headers
 from ._secret import Secret
 from ._sse import ServerSentEvent, SSEDecoder
 from ._trio_backend import TrioNetworkBackend
-from ._types import Request, Response, StreamEvent
+from ._types import Finish, Request, Response, StreamEvent
 
 __all__ = [
     "Codec",
@@ -119,6 +121,21 @@ def make_http_transport(
     """The connection pool ``make_http_client`` would wrap, to send requests to directly
     (``handle_async_request``). Requests carry no timeouts unless given some."""
     return _library(name).AsyncHTTPTransport(**_pool_options(name, max_connections, http2))
+
+
+# How long a finished stream's connection may take to end its body (the few bytes after the
+# finish: ``data: [DONE]``, the last chunk's terminator) before it is closed instead of
+# going back to the pool. The consumer has its answer by then; only the connection waits.
+_DRAIN_S = 0.5
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read what is left of a body whose answer is complete, so that its connection can be
+    reused: a consumer stops at the ``Finish``, which comes before the body's end, and a
+    half-read response's connection is closed (a new TCP and TLS handshake next time)."""
+    with anyio.move_on_after(_DRAIN_S), contextlib.suppress(*_TIMEOUT_ERRORS, *_TRANSPORT_ERRORS):
+        async for _ in chunks:
+            pass
 
 
 class StreamDecoder(Protocol):
@@ -390,11 +407,17 @@ class HttpProvider(LLMProvider):
                     raise self.codec.error(
                         response.status_code, response.headers, content, provider=self.name
                     )
+                finished = False
                 async with aclosing(response.aiter_bytes()) as chunks:
-                    async for chunk in chunks:
-                        for event in sse.feed(chunk):
-                            for unified in decoder.feed(event):
-                                yield unified
+                    try:
+                        async for chunk in chunks:
+                            for event in sse.feed(chunk):
+                                for unified in decoder.feed(event):
+                                    finished = finished or isinstance(unified, Finish)
+                                    yield unified
+                    finally:
+                        if finished:
+                            await _drain(chunks)
             finally:
                 # Also when the consumer stops early or is cancelled: a half-read
                 # connection is closed, not handed back to the pool.

@@ -13,6 +13,7 @@ from contextlib import aclosing
 from typing import Any
 
 import httpx2
+import msgspec
 import pytest
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -313,6 +314,71 @@ async def test_cancelling_a_stream_closes_the_connection(
         assert open_connections(provider) == 0  # closed, not handed back to the pool
         # The pool still serves.
         assert (await provider.complete(ask())).text == reply_text("hello there")
+    finally:
+        await provider.aclose()
+
+
+async def until_finish(provider: LLMProvider, request: Request) -> list[StreamEvent | str]:
+    """Read a stream up to its ``Finish`` and close it there, as the provider actor does."""
+    events: list[StreamEvent | str] = []
+    async with aclosing(provider.stream(request)) as stream:
+        async for event in stream:
+            events.append(event)
+            if isinstance(event, Finish):
+                break
+    return events
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_stream_closed_at_its_finish_leaves_its_connection_for_the_next_request(
+    emulator: EmulatorHandle, kind: str, library: HttpClientName
+) -> None:
+    # The finish comes before the body's end (OpenAI's [DONE], the chunk terminator);
+    # a connection whose response was left half-read would be closed, and every stream
+    # would pay a new TCP and TLS handshake.
+    provider = make(kind, emulator.base_url, http_client=library)
+    try:
+        first = await until_finish(provider, ask(stream=True))
+        assert isinstance(first[-1], Finish)
+        connections = list(pool(provider).connections)
+        assert len(connections) == 1 and connections[0].is_idle()
+        await until_finish(provider, ask(stream=True))
+        await provider.complete(ask())
+        assert pool(provider).connections == connections  # the same one, reused each time
+    finally:
+        await provider.aclose()
+
+
+async def test_a_body_that_stays_open_after_the_finish_is_closed_after_a_short_wait(
+    nursery: trio.Nursery,
+) -> None:
+    def frame(delta: dict[str, Any], finish: str | None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+        return b"data: " + msgspec.json.encode(chunk) + b"\n\n"
+
+    async def lingering(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        body = frame({"content": "hi"}, None) + frame({}, "stop") + b"data: [DONE]\n\n"
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        await trio.sleep_forever()  # ... and never ends the body
+
+    base_url = await serve_app(nursery, lingering)
+    provider = make("openai", base_url)
+    try:
+        started = time.monotonic()
+        events = await until_finish(provider, ask(stream=True))
+        assert events[0] == TextDelta("hi") and isinstance(events[-1], Finish)
+        waited = time.monotonic() - started
+        assert 0.4 < waited < 3.0  # the drain's half second, then given up
+        assert open_connections(provider) == 0  # closed, not pooled half-read
     finally:
         await provider.aclose()
 
