@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx2
 import msgspec
-import openai
 import trio
 from _common import (
     API_KEY,
@@ -168,6 +167,8 @@ async def _switchyard_caller(stack: AsyncExitStack, base: str, concurrency: int)
 
 
 async def _sdk_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Call:
+    import openai  # here: the other callers' processes do not load it
+
     http = await stack.enter_async_context(_pool(concurrency))
     client = openai.AsyncOpenAI(
         api_key=API_KEY, base_url=base + "/v1", max_retries=0, timeout=None, http_client=http
@@ -282,11 +283,15 @@ async def _stream_raw(client: httpx2.AsyncClient, url: str, body: bytes) -> tupl
     t0 = clock()
     first = 0
     chunks = 0
+    end = 0
     buffer = b""
     async with client.stream("POST", url, content=body, headers=HEADERS) as response:
         if response.status_code != 200:
             raise RuntimeError(f"raw stream: HTTP {response.status_code}")
+        # Read to the body's end (after [DONE]), or the connection is not reused.
         async for data in response.aiter_bytes():
+            if end:
+                continue
             buffer += data
             *frames, buffer = buffer.split(b"\n\n")
             for frame in frames:
@@ -294,13 +299,16 @@ async def _stream_raw(client: httpx2.AsyncClient, url: str, body: bytes) -> tupl
                     continue
                 payload = frame[6:]
                 if payload == b"[DONE]":
-                    return first - t0, clock() - t0, chunks
+                    end = clock()
+                    break
                 chunk = _decode_chunk(payload)
                 if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
                     chunks += 1
                     if chunks == 1:
                         first = clock()
-    raise RuntimeError("raw stream: no [DONE]")
+    if not end:
+        raise RuntimeError("raw stream: no [DONE]")
+    return first - t0, end - t0, chunks
 
 
 async def _stream_switchyard(rt: Any) -> tuple[int, int, int]:
