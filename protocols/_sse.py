@@ -29,12 +29,13 @@ class SSEDecoder:
     as the format requires).
     """
 
-    __slots__ = ("_buffer", "_data", "_event", "_max", "_provider", "truncated")
+    __slots__ = ("_buffer", "_data", "_event", "_max", "_provider", "_size", "truncated")
 
     def __init__(self, *, provider: str | None = None, max_event_bytes: int = 1 << 20) -> None:
         self._buffer = b""
         self._event = ""
         self._data: list[str] = []
+        self._size = 0  # characters in _data
         self._max = max_event_bytes
         self._provider = provider
         self.truncated = False
@@ -43,10 +44,14 @@ class SSEDecoder:
         buffer = self._buffer + chunk if self._buffer else chunk
         events: list[ServerSentEvent] = []
         start = 0
+        # Lines end in \n, \r\n or \r; a \r at the very end may be half of a \r\n. The
+        # next \r is searched for again only once passed: servers that send none would
+        # otherwise have the rest of the buffer scanned for one at every line.
+        cr = buffer.find(b"\r")
         while True:
-            # Lines end in \n, \r\n or \r; a \r at the very end may be half of a \r\n.
             nl = buffer.find(b"\n", start)
-            cr = buffer.find(b"\r", start)
+            if 0 <= cr < start:
+                cr = buffer.find(b"\r", start)
             if cr != -1 and (nl == -1 or cr < nl):
                 if cr == len(buffer) - 1:
                     break
@@ -77,6 +82,7 @@ class SSEDecoder:
         self.truncated = bool(self._buffer.strip()) or bool(self._data)
         self._buffer = b""
         self._data = []
+        self._size = 0
         return events
 
     def _line(self, raw: bytes) -> ServerSentEvent | None:
@@ -87,6 +93,7 @@ class SSEDecoder:
             event = ServerSentEvent(self._event or "message", "\n".join(self._data))
             self._event = ""
             self._data = []
+            self._size = 0
             return event
         try:
             line = raw.decode("utf-8")
@@ -101,7 +108,8 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
-            if sum(len(d) for d in self._data) > self._max:
+            self._size += len(value)
+            if self._size > self._max:
                 raise TransportError(
                     f"server-sent event larger than {self._max} bytes", provider=self._provider
                 )
