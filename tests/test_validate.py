@@ -6,7 +6,10 @@ import json
 import pickle
 from typing import Any
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import protocols
 from protocols import (
@@ -85,6 +88,47 @@ def test_dict_messages_are_coerced() -> None:
     )
     assert all(type(m) is Message for m in msgs)
     assert msgs[1].text == "hi"
+
+
+_ANY_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=4,
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["role", "content", "name", "extra"]),
+            st.sampled_from(["user", "system", "assistant", "tool", "robot", ""])
+            | st.text(max_size=6)
+            | _ANY_JSONISH,
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_plain_dict_messages_convert_as_the_general_conversion_does(
+    items: list[dict[str, Any]],
+) -> None:
+    # The shortcut for {"role", "content": str} dicts must agree with msgspec's conversion:
+    # the same messages, or the same error.
+    try:
+        expected: Any = msgspec.convert(items, tuple[Message, ...])
+    except msgspec.ValidationError:
+        expected = InvalidRequest
+    try:
+        got: Any = coerce_messages(items)
+    except InvalidRequest:
+        got = InvalidRequest
+    if got is not InvalidRequest and expected is InvalidRequest:
+        pytest.fail(f"accepted what the conversion rejects: {items!r}")
+    if expected is not InvalidRequest and got is not InvalidRequest:
+        assert got == expected
+        assert all(type(m) is Message for m in got)
 
 
 def test_message_objects_pass_through_and_mix_with_dicts() -> None:
