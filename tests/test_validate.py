@@ -97,16 +97,17 @@ _ANY_JSONISH = st.recursive(
 )
 
 
+_ROLE_OR_NOT = st.sampled_from(["user", "system", "assistant", "tool", "robot", ""]) | _ANY_JSONISH
+
+
 @settings(max_examples=300)
 @given(
     st.lists(
-        st.dictionaries(
-            st.sampled_from(["role", "content", "name", "extra"]),
-            st.sampled_from(["user", "system", "assistant", "tool", "robot", ""])
-            | st.text(max_size=6)
-            | _ANY_JSONISH,
-            max_size=4,
-        ),
+        st.fixed_dictionaries(
+            {"role": _ROLE_OR_NOT, "content": st.text(max_size=5) | _ANY_JSONISH},
+            optional={"name": st.text(max_size=3) | _ANY_JSONISH, "extra": _ANY_JSONISH},
+        )
+        | st.dictionaries(st.sampled_from(["role", "content", "name"]), _ROLE_OR_NOT),
         min_size=1,
         max_size=3,
     )
