@@ -9,6 +9,7 @@ work; running each measurement in its own process keeps imports and heaps apart.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -233,6 +234,35 @@ def median(values: Sequence[float]) -> float:
     return percentile(values, 50)
 
 
+class GcWatch:
+    """The garbage collector's pauses while in the block: with many requests in flight, a
+    full (generation 2) collection stops every one of them at once, so it shows in the
+    tail. Its length grows with the process's heap."""
+
+    def __init__(self) -> None:
+        self.full = 0
+        self.full_max_s = 0.0
+        self.total_s = 0.0
+        self._started = 0.0
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        self.total_s += pause
+        if info["generation"] == 2:
+            self.full += 1
+            self.full_max_s = max(self.full_max_s, pause)
+
+    def __enter__(self) -> GcWatch:
+        gc.callbacks.append(self._observe)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._observe)
+
+
 def summarize(
     latencies: list[float],
     elapsed: float,
@@ -240,8 +270,10 @@ def summarize(
     errors: Mapping[str, int],
     server_pid: int | None = None,
     server_cpu0: float | None = None,
+    gc_watch: GcWatch | None = None,
 ) -> dict[str, Any]:
-    """One timed run of a caller: rates, latency percentiles, CPU per request."""
+    """One timed run of a caller: rates, latency percentiles, CPU per request, GC pauses,
+    and the latencies themselves (ms), for percentiles over several runs."""
     done = max(1, len(latencies))
     server_cpu = None
     if server_pid is not None and server_cpu0 is not None:
@@ -256,19 +288,31 @@ def summarize(
         "requests": len(latencies),
         "errors": sum(errors.values()),
         "error_types": dict(errors),
+        "gc_full_collections": None if gc_watch is None else gc_watch.full,
+        "gc_full_pause_ms_max": None if gc_watch is None else gc_watch.full_max_s * 1000,
+        "gc_pause_ms_per_s": None if gc_watch is None else gc_watch.total_s * 1000 / elapsed,
+        "latencies_ms": [round(x * 1000, 3) for x in latencies],
     }
 
 
 def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rounds of one caller: the median round for rates and CPU, the worst for the tail."""
+    """Rounds of one caller: the median round for rates and CPU; percentiles over every
+    request of every round."""
     merged: dict[str, Any] = {}
-    for key in ("rps", "p50_ms", "cpu_us_per_req", "server_cpu_us_per_req"):
-        values = [r[key] for r in runs if r[key] is not None]
+    for key in ("rps", "cpu_us_per_req", "server_cpu_us_per_req", "gc_pause_ms_per_s"):
+        values = [r[key] for r in runs if r.get(key) is not None]
         merged[key] = median(values) if values else None
-    merged["p99_ms"] = max(r["p99_ms"] for r in runs)
+    pooled = [x for r in runs for x in r["latencies_ms"]]
+    merged["p50_ms"] = median(pooled)
+    merged["p99_ms"] = percentile(pooled, 99)
+    merged["p99_ms_worst_round"] = max(r["p99_ms"] for r in runs)
     merged["rps_rounds"] = [round(r["rps"], 1) for r in runs]
     merged["requests"] = sum(r["requests"] for r in runs)
     merged["errors"] = sum(r["errors"] for r in runs)
+    full = [r["gc_full_collections"] for r in runs if r.get("gc_full_collections") is not None]
+    merged["gc_full_collections"] = sum(full) if full else None
+    pauses = [r["gc_full_pause_ms_max"] for r in runs if r.get("gc_full_collections")]
+    merged["gc_full_pause_ms_max"] = max(pauses) if pauses else None
     types: Counter[str] = Counter()
     for r in runs:
         types.update(r["error_types"])

@@ -25,6 +25,7 @@ from _common import (
     API_KEY,
     MESSAGES,
     MODEL,
+    GcWatch,
     cpu_seconds,
     median,
     merge,
@@ -232,11 +233,13 @@ async def drive(
     server0 = None if server_pid is None else process_cpu_seconds(server_pid)
     cpu0 = cpu_seconds()
     begin = clock()
-    async with trio.open_nursery() as nursery:
-        for _ in range(concurrency):
-            nursery.start_soon(worker, begin + seconds)
+    with GcWatch() as gc_watch:
+        async with trio.open_nursery() as nursery:
+            for _ in range(concurrency):
+                nursery.start_soon(worker, begin + seconds)
     elapsed = clock() - begin
-    return summarize(latencies, elapsed, cpu_seconds() - cpu0, errors, server_pid, server0)
+    cpu = cpu_seconds() - cpu0
+    return summarize(latencies, elapsed, cpu, errors, server_pid, server0, gc_watch)
 
 
 async def _drive_op(params: dict[str, Any]) -> dict[str, Any]:

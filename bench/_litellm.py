@@ -17,7 +17,15 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch at imp
 os.environ.setdefault("LITELLM_LOG", "ERROR")
 
 import litellm
-from _common import API_KEY, MESSAGES, MODEL, cpu_seconds, process_cpu_seconds, summarize
+from _common import (
+    API_KEY,
+    MESSAGES,
+    MODEL,
+    GcWatch,
+    cpu_seconds,
+    process_cpu_seconds,
+    summarize,
+)
 
 litellm.suppress_debug_info = True
 litellm.telemetry = False
@@ -78,9 +86,13 @@ async def _drive(params: dict[str, Any]) -> dict[str, Any]:
     server0 = None if server_pid is None else process_cpu_seconds(server_pid)
     cpu0 = cpu_seconds()
     begin = clock()
-    await asyncio.gather(*(worker(begin + float(params["seconds"])) for _ in range(concurrency)))
+    with GcWatch() as gc_watch:
+        await asyncio.gather(
+            *(worker(begin + float(params["seconds"])) for _ in range(concurrency))
+        )
     elapsed = clock() - begin
-    return summarize(latencies, elapsed, cpu_seconds() - cpu0, errors, server_pid, server0)
+    cpu = cpu_seconds() - cpu0
+    return summarize(latencies, elapsed, cpu, errors, server_pid, server0, gc_watch)
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:

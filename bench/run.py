@@ -238,9 +238,13 @@ def _http_table(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, A
                 "p99_ms",
                 "cpu_us_per_req",
                 "server_cpu_us_per_req",
+                "p99_ms_worst_round",
                 "errors",
                 "error_types",
                 "rps_rounds",
+                "gc_full_collections",
+                "gc_full_pause_ms_max",
+                "gc_pause_ms_per_s",
             ):
                 row[f"{name}_{field}"] = None if stats is None else stats[field]
         sy, raw = row["switchyard_rps"], row["raw_rps"]
@@ -332,6 +336,14 @@ def report(data: dict[str, Any]) -> str:
     for key, row in data["http"].items():
         server = ", ".join(f"{name} {_f(row[f'{name}_server_cpu_us_per_req'])}" for name in CALLERS)
         lines.append(f"  c{key[1:]} emulator CPU us/req: {server}")
+    for key, row in data["http"].items():
+        pauses = ", ".join(
+            f"{name} {row[f'{name}_gc_full_collections']} "
+            f"({_f(row[f'{name}_gc_full_pause_ms_max'])} ms)"
+            for name in CALLERS
+            if row[f"{name}_gc_full_collections"] is not None
+        )
+        lines.append(f"  c{key[1:]} full GC collections (longest pause): {pauses}")
     failures = {
         f"{key} {name}": row[f"{name}_error_types"]
         for key, row in data["http"].items()
