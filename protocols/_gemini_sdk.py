@@ -16,7 +16,7 @@ from google.genai import types as genai_types
 
 from ._errors import InvalidRequest, SwitchyardError, Timeout, TransportError
 from ._gemini import GeminiCodec, stream_error
-from ._http import _TIMEOUT_ERRORS, _TRANSPORT_ERRORS, make_http_client
+from ._http import _failures, make_http_client
 from ._provider import LLMProvider
 from ._ratelimit import parse_rate_limit_headers
 from ._secret import Secret
@@ -28,6 +28,11 @@ __all__ = ["GeminiSDKProvider"]
 _CONTENTS: Final = pydantic.TypeAdapter(list[genai_types.Content])
 _SDK_ONLY: Final = {"sdk_http_response", "automatic_function_calling_history", "parsed"}
 _encoder = msgspec.json.Encoder()
+
+
+# The SDK is httpx's; the client under it, httpx2's.
+_TIMEOUTS = _failures("httpx2").timeout + _failures("httpx").timeout
+_BROKEN = _failures("httpx2").transport + _failures("httpx").transport
 
 
 def _no_sync_calls(request: httpx2.Request) -> httpx2.Response:
@@ -137,9 +142,9 @@ class GeminiSDKProvider(LLMProvider):
                 )
             payload = exc.details if isinstance(exc.details, dict) else {}
             return stream_error(payload, provider=self.name)
-        if isinstance(exc, _TIMEOUT_ERRORS):
+        if isinstance(exc, _TIMEOUTS):
             return Timeout(f"upstream timed out: {type(exc).__name__}", provider=self.name)
-        if isinstance(exc, _TRANSPORT_ERRORS):
+        if isinstance(exc, _BROKEN):
             return TransportError(f"{type(exc).__name__}: {exc}", provider=self.name)
         if isinstance(exc, genai_errors.UnknownApiResponseError | pydantic.ValidationError):
             return TransportError(

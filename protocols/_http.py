@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from typing import Any, Literal, Protocol
+from types import ModuleType
+from typing import Any, Literal, NamedTuple, Protocol
 
 import anyio
-import httpcore
-import httpcore2
-import httpx
-import httpx2
 
 from ._errors import SwitchyardError, Timeout, TransportError
 from ._provider import LLMProvider
@@ -42,37 +40,47 @@ __all__ = [
 
 HttpClientName = Literal["httpx", "httpx2"]
 
-_TIMEOUT_ERRORS = (
-    httpx.TimeoutException,
-    httpx2.TimeoutException,
-    httpcore.TimeoutException,
-    httpcore2.TimeoutException,
-)
-_TRANSPORT_ERRORS = (
-    httpx.TransportError,
-    httpx2.TransportError,
-    httpx.StreamError,
-    httpx2.StreamError,
-    # From a provider's own pool, which is httpcore's (httpcore2's) called directly.
-    httpcore.NetworkError,
-    httpcore2.NetworkError,
-    httpcore.ProtocolError,
-    httpcore2.ProtocolError,
-    httpcore.UnsupportedProtocol,
-    httpcore2.UnsupportedProtocol,
-    # httpx2 can let these through on a broken TLS or half-closed connection.
-    ssl.SSLError,
-    anyio.EndOfStream,
-)
+
+def _library(name: HttpClientName) -> ModuleType:
+    # Imported when first used: httpx (with its CLI's imports) adds a fifth to the heap of
+    # a process that only ever uses httpx2, and to its start-up time.
+    return importlib.import_module(name)
 
 
-def _library(name: HttpClientName) -> Any:
-    return httpx2 if name == "httpx2" else httpx
-
-
-def _core(name: HttpClientName) -> Any:
+def _core(name: HttpClientName) -> ModuleType:
     """The library's connection pools and their exceptions."""
-    return httpcore2 if name == "httpx2" else httpcore
+    return importlib.import_module("httpcore2" if name == "httpx2" else "httpcore")
+
+
+class _Failures(NamedTuple):
+    """What one library raises for a request that timed out, and for one that broke."""
+
+    timeout: tuple[type[BaseException], ...]
+    transport: tuple[type[BaseException], ...]
+
+
+@functools.cache
+def _failures(name: HttpClientName) -> _Failures:
+    library, core = _library(name), _core(name)
+    return _Failures(
+        timeout=(library.TimeoutException, core.TimeoutException),
+        transport=(
+            library.TransportError,
+            library.StreamError,
+            # From a provider's own pool, which is the library's core called directly.
+            core.NetworkError,
+            core.ProtocolError,
+            core.UnsupportedProtocol,
+            # httpx2 can let these through on a broken TLS or half-closed connection.
+            ssl.SSLError,
+            anyio.EndOfStream,
+        ),
+    )
+
+
+def _client_library(client: Any) -> HttpClientName:
+    """Which library a client given to a provider comes from (httpx2 unless it is httpx's)."""
+    return "httpx" if type(client).__module__.partition(".")[0] == "httpx" else "httpx2"
 
 
 @functools.cache
@@ -83,9 +91,8 @@ def _default_ssl_context(name: HttpClientName, http2: bool) -> ssl.SSLContext:
     The connection pool sets the context's ALPN protocols before each handshake, from its
     ``http2`` flag; one context per flag keeps that setting the same for every user.
     """
-    if name == "httpx2":
-        return httpx2.create_ssl_context(trust_env=False)
-    return httpx.create_ssl_context(trust_env=False)
+    context: ssl.SSLContext = _library(name).create_ssl_context(trust_env=False)
+    return context
 
 
 # Below the 5 s idle timeout common to servers (hypercorn, nginx): reusing a connection the
@@ -129,11 +136,11 @@ def make_http_transport(
 _DRAIN_S = 0.5
 
 
-async def _drain(chunks: AsyncIterator[bytes]) -> None:
+async def _drain(chunks: AsyncIterator[bytes], failures: _Failures) -> None:
     """Read what is left of a body whose answer is complete, so that its connection can be
     reused: a consumer stops at the ``Finish``, which comes before the body's end, and a
     half-read response's connection is closed (a new TCP and TLS handshake next time)."""
-    with anyio.move_on_after(_DRAIN_S), contextlib.suppress(*_TIMEOUT_ERRORS, *_TRANSPORT_ERRORS):
+    with anyio.move_on_after(_DRAIN_S), contextlib.suppress(*failures.timeout, *failures.transport):
         async for _ in chunks:
             pass
 
@@ -207,7 +214,7 @@ class _PoolSender:
         core = _core(name)
         self._library = library
         self._core = core
-        self._body = _CORE_BODIES[name]
+        self._body = _body_type(name)
         defaults = library.Headers(
             {
                 "Accept": "*/*",
@@ -283,18 +290,11 @@ class _CoreBody:
         await self._stream.aclose()
 
 
-class _Httpx2Body(_CoreBody, httpx2.AsyncByteStream):
-    pass
-
-
-class _HttpxBody(_CoreBody, httpx.AsyncByteStream):
-    pass
-
-
-_CORE_BODIES: dict[HttpClientName, type[_CoreBody]] = {
-    "httpx2": _Httpx2Body,
-    "httpx": _HttpxBody,
-}
+@functools.cache
+def _body_type(name: HttpClientName) -> type[_CoreBody]:
+    """``_CoreBody`` as the library's own ``AsyncByteStream`` (its ``Response`` asks)."""
+    stream_type = _library(name).AsyncByteStream
+    return type(f"{stream_type.__module__}.CoreBody", (_CoreBody, stream_type), {})
 
 
 class _ClientSender:
@@ -347,6 +347,7 @@ class HttpProvider(LLMProvider):
         headers = {"content-type": "application/json", **(extra_headers or {})}
         if key:
             headers.update(codec.auth_headers(key.reveal()))
+        self._failures = _failures(http_client if client is None else _client_library(client))
         self._sender: _Sender = (
             _PoolSender(http_client, headers, max_connections=max_connections)
             if client is None
@@ -382,9 +383,9 @@ class HttpProvider(LLMProvider):
                 content = await response.aread()
             finally:
                 await response.aclose()
-        except _TIMEOUT_ERRORS as exc:
+        except self._failures.timeout as exc:
             raise Timeout(f"upstream timed out: {type(exc).__name__}", provider=self.name) from None
-        except _TRANSPORT_ERRORS as exc:
+        except self._failures.transport as exc:
             raise self._transport_error(exc) from None
         self._observe(response.headers)
         if response.status_code >= 300:
@@ -417,14 +418,14 @@ class HttpProvider(LLMProvider):
                                     yield unified
                     finally:
                         if finished:
-                            await _drain(chunks)
+                            await _drain(chunks, self._failures)
             finally:
                 # Also when the consumer stops early or is cancelled: a half-read
                 # connection is closed, not handed back to the pool.
                 await response.aclose()
-        except _TIMEOUT_ERRORS as exc:
+        except self._failures.timeout as exc:
             raise Timeout(f"upstream timed out: {type(exc).__name__}", provider=self.name) from None
-        except _TRANSPORT_ERRORS as exc:
+        except self._failures.transport as exc:
             raise self._transport_error(exc) from None
         for event in sse.close():
             for unified in decoder.feed(event):
