@@ -28,6 +28,7 @@ from protocols import (
     StreamEvent,
     SwitchyardError,
     TextDelta,
+    TransportError,
     build_request,
     make_http_client,
     make_http_transport,
@@ -289,6 +290,30 @@ async def test_gzipped_answers_are_decoded(nursery: trio.Nursery, kind: str) -> 
                 text = got.text if isinstance(got, Response) else text_of(got)
                 assert text == reply_text("hello there")
     assert gzip.gzipped == 4
+
+
+@pytest.mark.parametrize("given_client", [False, True], ids=["own pool", "given client"])
+@pytest.mark.parametrize("library", LIBRARIES)
+async def test_an_unreachable_server_is_a_transport_error(
+    library: HttpClientName, given_client: bool
+) -> None:
+    # Each library raises its own exception types (and its core's, from a pool called
+    # directly); every one of them must come out as the runtime's TransportError.
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))  # bound, never listening: connecting is refused
+        base_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+        client = make_http_client(library) if given_client else None
+        provider = make("openai", base_url, client=client, http_client=library)
+        try:
+            with pytest.raises(TransportError, match="ConnectError") as caught:
+                await provider.complete(ask())
+            assert "sk-test-key" not in str(caught.value)
+            with pytest.raises(TransportError):
+                await events_of(provider, ask(stream=True))
+        finally:
+            await provider.aclose()
+            if client is not None:
+                await client.aclose()
 
 
 # --- cancellation and the pool ---------------------------------------------------------------
