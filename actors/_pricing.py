@@ -12,6 +12,7 @@ never 0, and is logged once.
 from __future__ import annotations
 
 import decimal
+import functools
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -89,7 +90,7 @@ class PriceTier(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @final
-class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):
+class ModelPrice(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """A model's prices in USD per million tokens.
 
     ``cache_read`` / ``cache_write`` of ``None`` mean the provider has no separate cache
@@ -165,16 +166,14 @@ class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):
         and ``output_tokens`` (reasoning included) at ``output``. If a codec reported more
         cached tokens than prompt tokens, the uncached part counts as 0 rather than negative.
         """
-        p = self.for_prompt(usage.input_tokens)
         read = usage.cache_read_tokens
         write = usage.cache_write_tokens
+        if not read and not write and not self.tiers:  # most calls: integer arithmetic
+            input_units, output_units, places = self._flat
+            units = usage.input_tokens * input_units + usage.output_tokens * output_units
+            return _EXACT.divide(Decimal(units), _per_million(places))
+        p = self.for_prompt(usage.input_tokens)
         c = _EXACT
-        if not read and not write:  # most calls: the same sum with half the arithmetic
-            total = c.add(
-                c.multiply(Decimal(usage.input_tokens), p.input),
-                c.multiply(Decimal(usage.output_tokens), p.output),
-            )
-            return c.divide(total, _MILLION)
         uncached = max(usage.input_tokens - read - write, 0)
         cache_read = p.input if p.cache_read is None else p.cache_read
         cache_write = p.input if p.cache_write is None else p.cache_write
@@ -187,6 +186,17 @@ class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):
         )
         return c.divide(total, _MILLION)
 
+    @functools.cached_property
+    def _flat(self) -> tuple[int, int, int]:
+        """``input`` and ``output`` as whole numbers of 10**-places USD per million tokens,
+        and places: a cost is then an exact sum of integers, divided once."""
+        places = max(0, -_exponent(self.input), -_exponent(self.output))
+        return (
+            int(self.input.scaleb(places, _EXACT)),
+            int(self.output.scaleb(places, _EXACT)),
+            places,
+        )
+
     def max_cost(self, input_tokens: int, max_output_tokens: int) -> Decimal:
         """The most a request with this prompt size and output cap can cost: every prompt
         token at the dearest input-side price (a cache write can cost more than input)."""
@@ -198,6 +208,17 @@ class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):
             c.multiply(Decimal(max_output_tokens), p.output),
         )
         return c.divide(total, _MILLION)
+
+
+def _exponent(price: Decimal) -> int:
+    exponent = price.as_tuple().exponent
+    assert isinstance(exponent, int)  # prices are finite (checked on construction)
+    return exponent
+
+
+@cache
+def _per_million(places: int) -> Decimal:
+    return _MILLION.scaleb(places, _EXACT)
 
 
 @cache

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from fractions import Fraction
 
 import genai_prices
 import msgspec
@@ -214,6 +215,25 @@ def test_cost_matches_genai_prices_calc_price(entry: tuple[str, str, ModelPrice]
         genai_request_timestamp=FIXED_NOW,
     ).total_price
     assert ours == theirs == published.cost(u)
+
+
+prices = st.decimals(min_value=0, max_value=1000, places=None, allow_nan=False).filter(
+    lambda d: d.as_tuple().exponent >= -12
+) | st.builds(lambda n, p: D(n).scaleb(-p), st.integers(0, 10**7), st.integers(0, 9))
+
+
+@settings(max_examples=300, deadline=None)
+@given(prices, prices, st.integers(0, 2_000_000), st.integers(0, 2_000_000))
+def test_a_plain_call_costs_exactly_its_tokens_times_the_prices(
+    price_in: D, price_out: D, prompt: int, output: int
+) -> None:
+    # Calls without cache tokens on flat prices are summed as integers; the answer must be
+    # the exact rational one, whatever the prices' decimal places.
+    price = ModelPrice(input=price_in, output=price_out)
+    cost = price.cost(Usage(input_tokens=prompt, output_tokens=output))
+    exact = (Fraction(prompt) * Fraction(price_in) + Fraction(output) * Fraction(price_out)) / 10**6
+    assert Fraction(cost) == exact
+    assert price.cost(Usage(input_tokens=prompt, output_tokens=output)) == cost  # cached form
 
 
 @settings(max_examples=200, deadline=None)
