@@ -193,9 +193,24 @@ class _Sender(Protocol):
     async def aclose(self) -> None: ...
 
 
+# httpcore's pool looks at every connection it holds twice a request (polling each idle one):
+# with 64 connections, a quarter of a request's CPU (``bench/``). A provider's connections
+# are split over pools of at most this many instead.
+_POOL_SHARD = 8
+
+
+def _shard_sizes(max_connections: int) -> list[int]:
+    """``max_connections`` split as evenly as can be over pools of at most ``_POOL_SHARD``."""
+    shards = -(-max(1, max_connections) // _POOL_SHARD)
+    size, extra = divmod(max(1, max_connections), shards)
+    return [size + 1] * extra + [size] * (shards - extra)
+
+
 class _PoolSender:
-    """Straight to a connection pool of the provider's own: the library's core pool
-    (``httpcore2`` under httpx2), on ``TrioNetworkBackend``.
+    """Straight to connection pools of the provider's own: the library's core pools
+    (``httpcore2`` under httpx2), on ``TrioNetworkBackend``. A request goes to the pool
+    with the fewest requests in flight (the first of them: at low concurrency, one pool and
+    its kept-alive connections serve everything).
 
     What a client does per request (base-URL merging, cookies, the auth flow, redirects,
     event hooks, merging default headers) is nothing a gateway needs, nor is the transport's
@@ -227,13 +242,23 @@ class _PoolSender:
         self._headers: list[tuple[bytes, bytes]] = defaults.raw
         self._host = "Host" not in defaults  # unless extra_headers name one
         self._urls: dict[str, tuple[Any, list[tuple[bytes, bytes]]]] = {}
-        self.pool = core.AsyncConnectionPool(
-            ssl_context=_default_ssl_context(name, False),
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=_KEEPALIVE_S,
-            network_backend=TrioNetworkBackend(core),
-        )
+        backend = TrioNetworkBackend(core)
+        self.pools = [
+            core.AsyncConnectionPool(
+                ssl_context=_default_ssl_context(name, False),
+                max_connections=size,
+                max_keepalive_connections=size,
+                keepalive_expiry=_KEEPALIVE_S,
+                network_backend=backend,
+            )
+            for size in _shard_sizes(max_connections)
+        ]
+        self._in_flight = [0] * len(self.pools)  # requests open on each pool
+
+    @property
+    def connections(self) -> list[Any]:
+        """Every pooled connection (open or not yet swept), across the pools."""
+        return [connection for pool in self.pools for connection in pool.connections]
 
     def _url(self, text: str) -> tuple[Any, list[tuple[bytes, bytes]]]:
         """The parsed URL and the request headers for it, all but ``Content-Length``."""
@@ -264,30 +289,46 @@ class _PoolSender:
             headers=[*headers, (b"Content-Length", b"%d" % len(body))],
             content=body,
         )
-        answer = await self.pool.handle_async_request(request)
+        in_flight = self._in_flight
+        shard = in_flight.index(min(in_flight))  # the first, while it keeps up
+        in_flight[shard] += 1
+        try:
+            answer = await self.pools[shard].handle_async_request(request)
+        except BaseException:
+            in_flight[shard] -= 1
+            raise
         return self._library.Response(
             answer.status,
             headers=answer.headers,
-            stream=self._body(answer.stream),
+            stream=self._body(answer.stream, in_flight, shard),
             extensions=answer.extensions,
         )
 
     async def aclose(self) -> None:
-        await self.pool.aclose()
+        for pool in self.pools:
+            await pool.aclose()
 
 
 class _CoreBody:
     """A pool's response body as the client library's ``AsyncByteStream``; closing it
-    hands the connection back to the pool (or closes it, if the body was not read)."""
+    hands the connection back to the pool (or closes it, if the body was not read) and,
+    the first time, takes the request off its pool's count of requests in flight."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, in_flight: list[int], shard: int) -> None:
         self._stream = stream
+        self._in_flight: list[int] | None = in_flight
+        self._shard = shard
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._stream.__aiter__()  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
-        await self._stream.aclose()
+        in_flight, self._in_flight = self._in_flight, None
+        try:
+            await self._stream.aclose()
+        finally:
+            if in_flight is not None:
+                in_flight[self._shard] -= 1
 
 
 @functools.cache

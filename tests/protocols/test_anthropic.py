@@ -869,8 +869,10 @@ async def test_cancelling_a_stream_closes_the_upstream_request(
     # The half-read connection was closed, not handed back to the pool for reuse. The pool is
     # private to httpx/httpx2; its connection list is the only way to see this.
     http: Any = getattr(provider, "_http", None)
-    pool = http._transport._pool if http is not None else provider._sender.pool  # type: ignore[attr-defined]
-    assert pool.connections == []
+    if http is not None:
+        assert http._transport._pool.connections == []
+    else:
+        assert provider._sender.connections == []  # type: ignore[attr-defined]
     await provider.aclose()
 
 

@@ -1077,10 +1077,10 @@ def test_sse_bytes_never_crash_the_stream_path(raw: bytes) -> None:
 
 def open_connections(provider: LLMProvider) -> int:
     if isinstance(provider, GeminiSDKProvider):
-        pool = provider._http._transport._pool
+        pooled = provider._http._transport._pool.connections
     else:
-        pool = provider._sender.pool  # type: ignore[attr-defined]
-    return sum(not c.is_closed() for c in pool.connections)
+        pooled = provider._sender.connections  # type: ignore[attr-defined]
+    return sum(not c.is_closed() for c in pooled)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

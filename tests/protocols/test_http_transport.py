@@ -33,7 +33,7 @@ from protocols import (
     make_http_client,
     make_http_transport,
 )
-from protocols._http import HttpProvider, _PoolSender
+from protocols._http import HttpProvider, _PoolSender, _shard_sizes
 from protocols.providers import anthropic_provider, gemini_provider, openai_provider
 from runtime.emulator import FAULT_HEADER, Emulator, EmulatorHandle, reply_text, serve_emulator
 
@@ -74,14 +74,18 @@ def ask(text: str = "hello there", *, stream: bool = False) -> Request:
     return build_request(messages, {}, request_id="t", now=0.0, default_timeout=30.0, stream=stream)
 
 
-def pool(provider: HttpProvider) -> Any:
+def sender_of(provider: HttpProvider) -> _PoolSender:
     sender = provider._sender
     assert isinstance(sender, _PoolSender)  # the pool-direct path
-    return sender.pool
+    return sender
+
+
+def connections(provider: HttpProvider) -> list[Any]:
+    return sender_of(provider).connections
 
 
 def open_connections(provider: HttpProvider) -> int:
-    return sum(not c.is_closed() for c in pool(provider).connections)
+    return sum(not c.is_closed() for c in connections(provider))
 
 
 async def events_of(provider: LLMProvider, request: Request) -> list[StreamEvent]:
@@ -190,7 +194,7 @@ async def test_complete_and_stream(
     assert response.text == text_of(events) == reply_text("hello there")
     assert isinstance(events[-1], Finish)
     assert len(emulator.requests) == 2
-    assert pool(provider).connections == []  # closed with the provider
+    assert connections(provider) == []  # closed with the provider
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
@@ -366,11 +370,11 @@ async def test_a_stream_closed_at_its_finish_leaves_its_connection_for_the_next_
     try:
         first = await until_finish(provider, ask(stream=True))
         assert isinstance(first[-1], Finish)
-        connections = list(pool(provider).connections)
-        assert len(connections) == 1 and connections[0].is_idle()
+        kept = list(connections(provider))
+        assert len(kept) == 1 and kept[0].is_idle()
         await until_finish(provider, ask(stream=True))
         await provider.complete(ask())
-        assert pool(provider).connections == connections  # the same one, reused each time
+        assert connections(provider) == kept  # the same one, reused each time
     finally:
         await provider.aclose()
 
@@ -413,11 +417,13 @@ async def test_the_pool_stays_bounded_and_nothing_leaks(
     emulator: EmulatorHandle, library: HttpClientName
 ) -> None:
     # Some answers are errors; a quarter of the streams are abandoned, a quarter cancelled.
+    # 20 connections: three pools (7, 7 and 6).
     emulator.set_faults("openai", "status=500,rate=0.1,seed=3")
-    provider = make("openai", emulator.base_url, http_client=library, max_connections=8)
-    connections = pool(provider).connections
+    provider = make("openai", emulator.base_url, http_client=library, max_connections=20)
+    sender = sender_of(provider)
+    assert [pool._max_connections for pool in sender.pools] == [7, 7, 6]
     peak = 0
-    limiter = trio.CapacityLimiter(8)
+    limiter = trio.CapacityLimiter(30)  # more than the connections: some requests queue
 
     async def call(i: int) -> None:
         nonlocal peak
@@ -440,19 +446,29 @@ async def test_the_pool_stays_bounded_and_nothing_leaks(
                                     await trio.sleep(1)
             except SwitchyardError:
                 pass
-            peak = max(peak, len(connections))
+            peak = max(peak, sum(not c.is_closed() for c in sender.connections))
 
     try:
         with trio.fail_after(60):  # a leaked connection would stall the pool
             async with trio.open_nursery() as nursery:
-                for i in range(200):
+                for i in range(300):
                     nursery.start_soon(call, i)
-        assert len(emulator.requests) == 200
-        assert peak <= 8 and len(connections) <= 8
-        assert all(c.is_idle() or c.is_closed() for c in connections)
+        assert len(emulator.requests) == 300
+        assert 1 < peak <= 20
+        assert all(c.is_idle() or c.is_closed() for c in sender.connections)
+        assert sender._in_flight == [0, 0, 0]  # every request counted off its pool
+        assert all(pool.connections for pool in sender.pools)  # the load was spread
     finally:
         await provider.aclose()
-    assert connections == []
+    assert sender.connections == []
+
+
+@pytest.mark.parametrize("max_connections", [1, 7, 8, 9, 20, 64, 100, 257])
+def test_connections_are_split_evenly_over_small_pools(max_connections: int) -> None:
+    sizes = _shard_sizes(max_connections)
+    assert sum(sizes) == max_connections
+    assert max(sizes) <= 8 and max(sizes) - min(sizes) <= 1
+    assert len(sizes) == -(-max_connections // 8)
 
 
 # --- the shared TLS context -------------------------------------------------------------------
