@@ -6,7 +6,8 @@ Callers, each with a connection pool as large as the concurrency:
 * ``raw``: an httpx2 ``AsyncClient`` posting the bytes the runtime's codec would send, and
   msgspec decoding the answer: the floor;
 * ``raw_transport``: the same on httpx2's transport (its connection pool) without the client
-  layer, as the runtime's own provider sends: the floor below the floor;
+  layer: the floor below the floor, with the library as it comes (the runtime's providers
+  also replace its network backend and split its pool);
 * ``openai_sdk``: ``openai.AsyncOpenAI`` on its own httpx2 client, ``max_retries=0``.
 """
 
@@ -125,7 +126,7 @@ async def _raw_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Cal
 
 async def _raw_transport_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Call:
     """The floor below ``raw``: httpx2's connection pool called directly, without the
-    client layer (cookies, auth, redirects, hooks), as the runtime's own transport does."""
+    client layer (cookies, auth, redirects, hooks)."""
     transport = await stack.enter_async_context(
         httpx2.AsyncHTTPTransport(limits=_limits(concurrency), trust_env=False)
     )

@@ -1,11 +1,11 @@
 """Native HTTP providers: one ``HttpProvider`` driven by a per-API ``Codec``.
 
-The provider owns a connection pool (httpx's core or its fork httpx2's, on a trio network
+The provider owns connection pools (httpx's core or its fork httpx2's, on a trio network
 backend of ours) or uses a client it is given, and does the I/O: send, check the status,
-stream and split server-sent events. Everything that knows a
-field name lives in the codec. Deadlines come from the caller's cancel scopes, so nothing
-here has timeouts of its own (but the short wait for a finished stream's last bytes, which
-lets its connection be reused); cancelling the calling task closes the upstream connection.
+stream and split server-sent events. Everything that knows a field name lives in the codec.
+Deadlines come from the caller's cancel scopes, so nothing here has timeouts of its own (but
+the short wait for a finished stream's last bytes, which lets its connection be reused);
+cancelling the calling task closes the upstream connection.
 """
 
 from __future__ import annotations
