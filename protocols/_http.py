@@ -44,6 +44,8 @@ HttpClientName = Literal["httpx", "httpx2"]
 def _library(name: HttpClientName) -> ModuleType:
     # Imported when first used: httpx (with its CLI's imports) adds a fifth to the heap of
     # a process that only ever uses httpx2, and to its start-up time.
+    if name not in ("httpx", "httpx2"):
+        raise ValueError(f"http_client: expected 'httpx2' or 'httpx', got {name!r}")
     return importlib.import_module(name)
 
 
@@ -378,6 +380,10 @@ class HttpProvider(LLMProvider):
         max_connections: int = 100,
         kind: str = "custom",
     ) -> None:
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise ValueError(f"max_connections: expected an integer >= 1, got {max_connections!r}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections: expected an integer >= 1, got {max_connections}")
         self.name = name
         self.kind = kind
         self.model = model

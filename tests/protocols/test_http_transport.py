@@ -463,6 +463,17 @@ async def test_the_pool_stays_bounded_and_nothing_leaks(
     assert sender.connections == []
 
 
+@pytest.mark.parametrize("bad", [0, -3, 1.5, True, "8"])
+def test_a_bad_max_connections_is_refused_by_name(bad: Any) -> None:
+    with pytest.raises(ValueError, match="max_connections: expected an integer >= 1"):
+        make("openai", "http://127.0.0.1:1", max_connections=bad)
+
+
+def test_an_unknown_http_client_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="http_client: expected 'httpx2' or 'httpx', got 'os'"):
+        make("openai", "http://127.0.0.1:1", http_client="os")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("max_connections", [1, 7, 8, 9, 20, 64, 100, 257])
 def test_connections_are_split_evenly_over_small_pools(max_connections: int) -> None:
     sizes = _shard_sizes(max_connections)
