@@ -17,9 +17,10 @@ Outside trio (a pool used under asyncio) it hands connecting to the library's ow
 
 from __future__ import annotations
 
+import functools
 import math
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import ModuleType
 from typing import Any, final
 
@@ -134,16 +135,8 @@ class TrioNetworkBackend:
             return await self._fallback.connect_tcp(
                 host, port, timeout, local_address, socket_options
             )
-        try:
-            with trio.fail_after(_limit(timeout)):
-                stream = await trio.open_tcp_stream(host, port, local_address=local_address)
-        except trio.TooSlowError:
-            raise self._core.ConnectTimeout(f"no connection within {timeout} s") from None
-        except OSError as exc:
-            raise self._core.ConnectError(str(exc) or type(exc).__name__) from exc
-        for option in socket_options or ():
-            stream.setsockopt(*option)
-        return _TrioNetworkStream(self._core, stream, stream.socket)
+        opening = functools.partial(trio.open_tcp_stream, host, port, local_address=local_address)
+        return await self._connected(opening, timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -153,9 +146,19 @@ class TrioNetworkBackend:
     ) -> Any:
         if sniffio.current_async_library() != "trio":
             return await self._fallback.connect_unix_socket(path, timeout, socket_options)
+        opening = functools.partial(trio.open_unix_socket, path)
+        return await self._connected(opening, timeout, socket_options)
+
+    async def _connected(
+        self,
+        opening: Callable[[], Awaitable[trio.SocketStream]],
+        timeout: float | None,
+        socket_options: Iterable[Any] | None,
+    ) -> _TrioNetworkStream:
+        """``opening`` awaited within ``timeout``, its errors the core's, options set."""
         try:
             with trio.fail_after(_limit(timeout)):
-                stream = await trio.open_unix_socket(path)
+                stream = await opening()
         except trio.TooSlowError:
             raise self._core.ConnectTimeout(f"no connection within {timeout} s") from None
         except OSError as exc:
