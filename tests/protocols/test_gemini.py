@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -13,8 +13,6 @@ from typing import Any, Literal
 import msgspec
 import pytest
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -661,20 +659,6 @@ async def test_emulated_rate_limit_gives_retry_info_and_no_headers(
     assert reported == []
 
 
-async def serve_app(nursery: trio.Nursery, app: Any) -> str:
-    """Serve an ASGI app on an ephemeral loopback port; its base URL."""
-
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.loglevel = "WARNING"
-
-    async def run(task_status: trio.TaskStatus[list[str]]) -> None:
-        await serve(app, config, task_status=task_status)
-
-    binds: list[str] = await nursery.start(run)
-    return binds[0]
-
-
 class RateLimitHeaders:
     """An ASGI wrapper that adds OpenAI-style rate-limit headers, as a gateway in front may."""
 
@@ -697,9 +681,9 @@ class RateLimitHeaders:
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_rate_limit_headers_reach_the_listener(
-    nursery: trio.Nursery, transport: Transport
+    serve_app: Callable[..., Awaitable[str]], transport: Transport
 ) -> None:
-    base_url = await serve_app(nursery, RateLimitHeaders(Emulator()))
+    base_url = await serve_app(RateLimitHeaders(Emulator()))
     reported: list[RateLimitInfo] = []
     expected = RateLimitInfo(remaining_requests=41, remaining_tokens=9000, reset_requests_s=2.0)
     async with opened(transport, base_url) as provider:
@@ -717,11 +701,6 @@ class Replay:
         self.body = b""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
         while (await receive()).get("more_body"):
             pass
         sse = scope["path"].endswith(":streamGenerateContent") and self.status == 200
@@ -735,10 +714,10 @@ def recorded(suffix: str) -> list[str]:
     return sorted(p.name for p in FIXTURES.glob(f"*{suffix}"))
 
 
-async def test_conformance_on_recorded_bodies(nursery: trio.Nursery) -> None:
+async def test_conformance_on_recorded_bodies(serve_app: Callable[..., Awaitable[str]]) -> None:
     """Both transports read every recorded body exactly as the codec does."""
     replay_app = Replay()
-    base_url = await serve_app(nursery, replay_app)
+    base_url = await serve_app(replay_app)
     async with opened("native", base_url) as native, opened("sdk", base_url) as sdk:
 
         async def both(req: Request) -> Outcome:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -16,8 +16,6 @@ import httpx2
 import msgspec
 import pytest
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from protocols import (
     Finish,
@@ -119,19 +117,6 @@ async def emulator(nursery: trio.Nursery) -> EmulatorHandle:
     return handle
 
 
-async def serve_app(nursery: trio.Nursery, app: Any) -> str:
-    """Serve an ASGI app on an ephemeral loopback port; its base URL."""
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.loglevel = "WARNING"
-
-    async def run(task_status: trio.TaskStatus[list[str]]) -> None:
-        await serve(app, config, task_status=task_status)
-
-    binds: list[str] = await nursery.start(run)
-    return binds[0]
-
-
 class Gzip:
     """An ASGI wrapper that gzips every answer to a request accepting gzip, as OpenAI's
     front end does; a stream is flushed frame by frame, so it still arrives incrementally."""
@@ -200,10 +185,10 @@ async def test_complete_and_stream(
 @pytest.mark.parametrize("library", LIBRARIES)
 @pytest.mark.parametrize("kind", KINDS)
 async def test_the_same_headers_as_through_a_client(
-    nursery: trio.Nursery, kind: str, library: HttpClientName
+    serve_app: Callable[..., Awaitable[str]], kind: str, library: HttpClientName
 ) -> None:
     log = HeaderLog(Emulator())
-    base_url = await serve_app(nursery, log)
+    base_url = await serve_app(log)
     client = make_http_client(library)
     direct, through_client = (
         make(kind, base_url, http_client=library),
@@ -223,9 +208,11 @@ async def test_the_same_headers_as_through_a_client(
     assert {b"host", b"content-length", b"content-type", b"accept-encoding"} <= names
 
 
-async def test_a_host_header_of_ones_own_replaces_the_default(nursery: trio.Nursery) -> None:
+async def test_a_host_header_of_ones_own_replaces_the_default(
+    serve_app: Callable[..., Awaitable[str]],
+) -> None:
     log = HeaderLog(Emulator())
-    base_url = await serve_app(nursery, log)
+    base_url = await serve_app(log)
     provider = openai_provider(
         name="openai",
         base_url=base_url + "/v1",
@@ -274,9 +261,11 @@ async def test_error_statuses_map_as_through_a_client(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_gzipped_answers_are_decoded(nursery: trio.Nursery, kind: str) -> None:
+async def test_gzipped_answers_are_decoded(
+    serve_app: Callable[..., Awaitable[str]], kind: str
+) -> None:
     gzip = Gzip(Emulator())
-    gzipped_url, plain_url = await serve_app(nursery, gzip), await serve_app(nursery, Emulator())
+    gzipped_url, plain_url = await serve_app(gzip), await serve_app(Emulator())
     for fault in (None, "status=429"):  # an error body is decoded too: its message is kept
         for stream in (False, True):
             gzipped, plain = (
@@ -380,7 +369,7 @@ async def test_a_stream_closed_at_its_finish_leaves_its_connection_for_the_next_
 
 
 async def test_a_body_that_stays_open_after_the_finish_is_closed_after_a_short_wait(
-    nursery: trio.Nursery,
+    serve_app: Callable[..., Awaitable[str]],
 ) -> None:
     def frame(delta: dict[str, Any], finish: str | None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -388,18 +377,13 @@ async def test_a_body_that_stays_open_after_the_finish_is_closed_after_a_short_w
         return b"data: " + msgspec.json.encode(chunk) + b"\n\n"
 
     async def lingering(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
         headers = [(b"content-type", b"text/event-stream")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         body = frame({"content": "hi"}, None) + frame({}, "stop") + b"data: [DONE]\n\n"
         await send({"type": "http.response.body", "body": body, "more_body": True})
         await trio.sleep_forever()  # ... and never ends the body
 
-    base_url = await serve_app(nursery, lingering)
+    base_url = await serve_app(lingering)
     provider = make("openai", base_url)
     try:
         started = time.monotonic()

@@ -14,8 +14,6 @@ import httpcore2
 import pytest
 import trio
 import trustme
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from protocols._trio_backend import TrioNetworkBackend
 
@@ -187,11 +185,6 @@ async def test_a_certificate_not_trusted_fails_the_handshake_as_a_connect_error(
 
 
 async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
     body = b"hello over " + scope["scheme"].encode()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})
@@ -199,16 +192,12 @@ async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.mark.parametrize("core", CORES)
 async def test_a_pool_on_the_backend_speaks_https_to_a_real_server(
-    nursery: trio.Nursery, core: ModuleType, ca: trustme.CA, tmp_path: Any
+    serve_app: Callable[..., Awaitable[str]], core: ModuleType, ca: trustme.CA, tmp_path: Any
 ) -> None:
-    cert = ca.issue_cert("localhost")
-    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
-    config = HypercornConfig()
-    config.bind = ["localhost:0"]
-    config.certfile = config.keyfile = str(tmp_path / "server.pem")
-    config.loglevel = "WARNING"
-    binds: list[str] = await nursery.start(serve, hello_app, config)
-    url = next(b for b in binds if b.startswith("https://127.0.0.1"))
+    pem = str(tmp_path / "server.pem")
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(pem)
+    url = await serve_app(hello_app, pem=pem)
+    assert url.startswith("https://127.0.0.1:")
     port = int(url.rsplit(":", 1)[1])
     pool = core.AsyncConnectionPool(
         ssl_context=client_context(ca), network_backend=TrioNetworkBackend(core)
