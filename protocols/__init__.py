@@ -26,7 +26,6 @@ from ._http import (
     HttpProvider,
     StreamDecoder,
     make_http_client,
-    make_http_transport,
 )
 from ._json import encode_json
 from ._provider import LLMProvider
@@ -124,7 +123,6 @@ __all__ = [
     "error_for_status",
     "estimate_tokens",
     "make_http_client",
-    "make_http_transport",
     "parse_duration",
     "parse_options",
     "parse_rate_limit_headers",

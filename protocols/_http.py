@@ -35,7 +35,6 @@ __all__ = [
     "HttpProvider",
     "StreamDecoder",
     "make_http_client",
-    "make_http_transport",
 ]
 
 HttpClientName = Literal["httpx", "httpx2"]
@@ -102,34 +101,23 @@ def _default_ssl_context(name: HttpClientName, http2: bool) -> ssl.SSLContext:
 _KEEPALIVE_S = 4.0
 
 
-def _pool_options(name: HttpClientName, max_connections: int, http2: bool) -> dict[str, Any]:
-    limits = _library(name).Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=_KEEPALIVE_S,
-    )
-    return {
-        "limits": limits,
-        "http2": http2,
-        "trust_env": False,
-        "verify": _default_ssl_context(name, http2),
-    }
-
-
 def make_http_client(
     name: HttpClientName = "httpx2", *, max_connections: int = 100, http2: bool = False
 ) -> Any:
     """A pooled async client with no timeouts of its own (the runtime's deadlines apply)."""
-    options = _pool_options(name, max_connections, http2)
-    return _library(name).AsyncClient(timeout=None, **options)
-
-
-def make_http_transport(
-    name: HttpClientName = "httpx2", *, max_connections: int = 100, http2: bool = False
-) -> Any:
-    """The connection pool ``make_http_client`` would wrap, to send requests to directly
-    (``handle_async_request``). Requests carry no timeouts unless given some."""
-    return _library(name).AsyncHTTPTransport(**_pool_options(name, max_connections, http2))
+    library = _library(name)
+    limits = library.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=_KEEPALIVE_S,
+    )
+    return library.AsyncClient(
+        timeout=None,
+        limits=limits,
+        http2=http2,
+        trust_env=False,
+        verify=_default_ssl_context(name, http2),
+    )
 
 
 # How long a finished stream's connection may take to end its body (the few bytes after the

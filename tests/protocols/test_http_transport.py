@@ -29,7 +29,6 @@ from protocols import (
     TransportError,
     build_request,
     make_http_client,
-    make_http_transport,
 )
 from protocols._http import HttpProvider, _PoolSender, _shard_sizes
 from protocols.providers import anthropic_provider, gemini_provider, openai_provider
@@ -470,21 +469,18 @@ def test_connections_are_split_evenly_over_small_pools(max_connections: int) -> 
 
 
 async def test_pools_share_one_default_tls_context_per_library_and_http_version() -> None:
-    def context(made: Any) -> Any:
-        transport = getattr(made, "_transport", made)
-        return transport._pool._ssl_context
-
-    pools = [
-        make_http_transport(),
-        make_http_client(),
-        make_http_transport("httpx"),
-        make_http_client("httpx"),
-        make_http_transport(http2=True),
-    ]
+    # A provider's own pools and the clients made here: one context per library and flag.
+    own = [make("openai", "https://api.invalid", http_client=lib) for lib in LIBRARIES]
+    clients = [make_http_client(), make_http_client("httpx"), make_http_client(http2=True)]
     try:
-        contexts = [context(p) for p in pools]
+        pools = [{id(pool._ssl_context) for pool in sender_of(p).pools} for p in own]
+        assert all(len(ids) == 1 for ids in pools)  # every pool of a provider alike
+        first = [sender_of(p).pools[0]._ssl_context for p in own]
+        contexts = [first[0], clients[0]._transport._pool._ssl_context]
+        contexts += [first[1], clients[1]._transport._pool._ssl_context]
+        contexts += [clients[2]._transport._pool._ssl_context]
     finally:
-        for made in pools:
+        for made in [*own, *clients]:
             await made.aclose()
     assert contexts[0] is contexts[1]
     assert contexts[2] is contexts[3]
