@@ -183,10 +183,14 @@ class CircuitBreaker:
         self._rejected_count += 1
         return False
 
-    def record_success(self) -> None:
-        """The admitted call succeeded."""
-        now = self._clock()
+    def record_success(self, now: float | None = None) -> None:
+        """The admitted call succeeded (``now``: the clock's time, if at hand)."""
+        if now is None:
+            now = self._clock()
         self._total_successes += 1
+        if self._state == "closed":  # the common case: no state change to consider
+            self._requests.add(now)
+            return
         state = self._refresh(now)
         if state == "closed":
             self._requests.add(now)

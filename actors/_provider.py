@@ -371,7 +371,7 @@ class ProviderActor:
         reply = job.reply
         ticket = job.ticket
         request = job.request
-        with contextlib.closing(reply):
+        try:
             if ticket.cancelled:
                 return
             if not slot.breaker.try_acquire():
@@ -441,9 +441,9 @@ class ProviderActor:
                     with contextlib.suppress(trio.BrokenResourceError):
                         await reply.send(AttemptFailed(error))
                 elif verdict:
-                    slot.breaker.record_success()
-                    slot.successes += 1
                     now = progress.finished_at
+                    slot.breaker.record_success(now)
+                    slot.successes += 1
                     slot.measured_at = now
                     slot.latency.add(now - started)
                     slot.latency_ewma.update(now - started, now)
@@ -458,6 +458,8 @@ class ProviderActor:
                     slot.breaker.release()
                 if not progress.settled:
                     self._bill_unfinished(request, progress, reservation, tenant)
+        finally:
+            reply.close()
 
     def _bill_unfinished(
         self,

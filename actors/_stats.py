@@ -6,6 +6,7 @@ Everything here is pure: no I/O, no tasks, and time only enters through explicit
 from __future__ import annotations
 
 import math
+from math import exp
 from typing import final
 
 __all__ = ["Ewma", "LatencyWindow", "WindowedCounter"]
@@ -130,7 +131,8 @@ class DecayingAverage:
         if v is None:
             self._value = x
         else:
-            w = math.exp(-max(0.0, now - self._last) / self._tau)
+            gap = now - self._last
+            w = exp(-gap / self._tau) if gap > 0.0 else 1.0
             self._value = w * v + (1.0 - w) * x
         self._last = now
 
@@ -187,8 +189,9 @@ class WindowedCounter:
 
     def add(self, now: float, n: int = 1) -> None:
         """Count ``n`` events at time ``now``."""
-        i = self._advance(now)
-        self._counts[i] += n
+        if now // self._width > self._epoch:  # into a new bucket: expire the passed ones
+            self._advance(now)
+        self._counts[self._epoch % self._n] += n
         self._total += n
 
     def total(self, now: float) -> int:

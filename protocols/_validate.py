@@ -65,11 +65,12 @@ def coerce_messages(messages: Iterable[Message | Mapping[str, Any]]) -> tuple[Me
     items = list(messages)
     if not items:
         raise InvalidRequest("expected at least one message", field="messages")
+    plain = _plain_text_messages(items)
+    if plain is not None:
+        return plain  # valid as a conversation too: no tool messages, no parts
     if all(type(m) is Message for m in items):
-        result: tuple[Message, ...] | None = tuple(items)  # type: ignore[arg-type]
+        result: tuple[Message, ...] = tuple(items)  # type: ignore[arg-type]
     else:
-        result = _plain_text_messages(items)
-    if result is None:
         try:
             result = msgspec.convert(items, tuple[Message, ...])
         except msgspec.ValidationError as exc:
@@ -78,13 +79,15 @@ def coerce_messages(messages: Iterable[Message | Mapping[str, Any]]) -> tuple[Me
     return result
 
 
-_TEXT_ROLES = frozenset(get_args(Role))
+# A tool message carries a tool_result part, never plain text: the general path says so.
+_TEXT_ROLES = frozenset(get_args(Role)) - {"tool"}
 
 
 def _plain_text_messages(items: list[Any]) -> tuple[Message, ...] | None:
-    """The usual shape, ``{"role": ..., "content": "text"}`` dicts, converted without the
-    general conversion's union matching (a few microseconds a request); None for anything
-    else, which takes the general path and its errors."""
+    """The usual shape, ``{"role": ..., "content": "text"}`` dicts with a role other than
+    ``tool``, converted without the general conversion's union matching (a few
+    microseconds a request); None for anything else, which takes the general path and its
+    errors."""
     messages = []
     for item in items:
         if type(item) is not dict or len(item) != 2:
