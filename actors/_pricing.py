@@ -169,9 +169,9 @@ class ModelPrice(msgspec.Struct, frozen=True, kw_only=True, dict=True):
         read = usage.cache_read_tokens
         write = usage.cache_write_tokens
         if not read and not write and not self.tiers:  # most calls: integer arithmetic
-            input_units, output_units, places = self._flat
+            input_units, output_units, divisor = self._flat
             units = usage.input_tokens * input_units + usage.output_tokens * output_units
-            return _EXACT.divide(Decimal(units), _per_million(places))
+            return _EXACT.divide(Decimal(units), divisor)
         p = self.for_prompt(usage.input_tokens)
         c = _EXACT
         uncached = max(usage.input_tokens - read - write, 0)
@@ -187,14 +187,15 @@ class ModelPrice(msgspec.Struct, frozen=True, kw_only=True, dict=True):
         return c.divide(total, _MILLION)
 
     @functools.cached_property
-    def _flat(self) -> tuple[int, int, int]:
+    def _flat(self) -> tuple[int, int, Decimal]:
         """``input`` and ``output`` as whole numbers of 10**-places USD per million tokens,
-        and places: a cost is then an exact sum of integers, divided once."""
+        and the divisor back to USD per token: a cost is then an exact sum of integers,
+        divided once."""
         places = max(0, -_exponent(self.input), -_exponent(self.output))
         return (
             int(self.input.scaleb(places, _EXACT)),
             int(self.output.scaleb(places, _EXACT)),
-            places,
+            _MILLION.scaleb(places, _EXACT),
         )
 
     def max_cost(self, input_tokens: int, max_output_tokens: int) -> Decimal:
@@ -214,11 +215,6 @@ def _exponent(price: Decimal) -> int:
     exponent = price.as_tuple().exponent
     assert isinstance(exponent, int)  # prices are finite (checked on construction)
     return exponent
-
-
-@cache
-def _per_million(places: int) -> Decimal:
-    return _MILLION.scaleb(places, _EXACT)
 
 
 @cache

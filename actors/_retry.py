@@ -72,9 +72,6 @@ class RetryPolicy:
         self.backoff = Backoff(config.backoff, rng=rng)
         self.budget = RetryBudget(config.budget, clock=clock)
 
-    def record_request(self, now: float | None = None) -> None:
-        self.budget.record_request(now)
-
     def decide(
         self, error: SwitchyardError, *, tries_here: int, now: float, deadline: float
     ) -> Decision:

@@ -237,10 +237,12 @@ async def complete(rt: Runtime, request: Request) -> Response:
                 with trio.move_on_at(deadline):
                     message = await reply.receive()
             else:
+                # trio counts a task's trips through the scheduler (privately, for
+                # trio.testing.assert_checkpoints); without the count, assume none.
                 task = trio.lowlevel.current_task()
-                yields = _schedule_points(task)
+                yields = getattr(task, "_schedule_points", None)
                 await actor.serve_handoff(dispatch)
-                if yields is None or _schedule_points(task) == yields:
+                if yields is None or getattr(task, "_schedule_points", None) == yields:
                     # Every call into the runtime is a schedule point, as trio's own are,
                     # even when the provider never waited (an in-memory one). Only then:
                     # after real I/O an extra trip through the scheduler only costs (with
@@ -275,13 +277,6 @@ async def complete(rt: Runtime, request: Request) -> Response:
             case _:
                 error = TransportError(f"unexpected {type(message).__name__} in a reply")
                 owner.failed(error, ticket.provider, started)
-
-
-def _schedule_points(task: trio.lowlevel.Task) -> int | None:
-    """How many times ``task`` has yielded to the scheduler, if trio says: it counts them
-    (privately) for ``trio.testing.assert_checkpoints``. None: assume it never yielded."""
-    points = getattr(task, "_schedule_points", None)
-    return points if isinstance(points, int) else None
 
 
 def _went_down(ticket: Ticket) -> ProviderUnavailable:

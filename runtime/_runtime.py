@@ -324,7 +324,7 @@ class Runtime:
                 field="providers",
             )
         self._in_flight += 1
-        self._retry.record_request(now)
+        self._retry.budget.record_request(now)
         return request
 
     def _release(self) -> None:
