@@ -32,13 +32,15 @@ GATEWAY_C = 64
 CALLERS = ("switchyard", "raw", "raw_transport", "openai_sdk", "litellm")
 
 QUICK = {
-    "inprocess": {"calls": 2000, "throughput_requests": 4000},
+    "inprocess": {"calls": 2000, "throughput_requests": 4000, "rounds": 2},
     "growth": {"warmup": 3000, "requests": 9000, "samples": 3},
     "streams": {"streams": 10000, "drain": False},
     "http": {"seconds": 0.4, "rounds": 1, "streams": 60, "warm": 32},
 }
 FULL = {
-    "inprocess": {"calls": 20000, "throughput_requests": 100000},
+    # Overhead rounds of "calls" each, spread over the run: this VM's speed drifts (see
+    # the README), and a single burst can land wholly in a slow spell.
+    "inprocess": {"calls": 10000, "throughput_requests": 100000, "rounds": 6},
     "growth": {"warmup": 50000, "requests": 200000, "samples": 5},
     "streams": {"streams": 10000, "drain": True},
     # Many short rounds, interleaved, so that drift in a shared machine's speed spreads over
@@ -69,7 +71,7 @@ def worker_main(name: str) -> None:
         import _http
 
         serve_worker(_http.http)
-    else:  # "inprocess", "streams" (a process of its own, for its RSS), "profile"
+    else:  # "overhead", "inprocess", "streams" (a process of its own, for its RSS), "profile"
         import _inprocess
 
         serve_worker(_inprocess.run)
@@ -113,18 +115,28 @@ def measure(quick: bool, use_litellm: bool) -> dict[str, Any]:
 
         callers = CALLERS if use_litellm else CALLERS[:-1]
         if quick:
-            for name in ("inprocess", "streams", "http", *map(_caller_worker, callers)):
+            for name in ("overhead", "inprocess", "streams", "http", *map(_caller_worker, callers)):
                 worker(name)
         emulator = stack.enter_context(emulator_process(server))
         gateway = stack.enter_context(gateway_process(emulator.url, GATEWAY_C))
         _note("emulator and gateway up", started)
 
-        inprocess = worker("inprocess").call({"op": "overhead", **counts["inprocess"]})
-        _note("in-process overhead", started)
+        in_counts = counts["inprocess"]
+        overhead_rounds: list[dict[str, Any]] = []
+
+        def overhead_round() -> None:
+            if len(overhead_rounds) < in_counts["rounds"]:
+                command = {"op": "overhead", "calls": in_counts["calls"]}
+                overhead_rounds.append(worker("overhead").call(command))
+
+        overhead_round()
+        throughput = worker("inprocess").call({"op": "throughput", **in_counts})
+        _note("in-process overhead and throughput", started)
         growth = worker("inprocess").run({"op": "growth", **counts["growth"]})
         _note("RSS growth", started)
         streams = worker("streams").run({"op": "streams", **counts["streams"]})
         _note("10k streams", started)
+        overhead_round()
 
         # Every round runs the four callers one after another, in a rotating order, so that
         # drift in the load of a shared machine spreads over all of them.
@@ -146,6 +158,7 @@ def measure(quick: bool, use_litellm: bool) -> dict[str, Any]:
                     }
                     runs[key][name].append(worker(_caller_worker(name)).call(command))
             _note(f"HTTP c{concurrency}", started)
+            overhead_round()
         for name in callers:
             worker(_caller_worker(name)).close()
         gateway_stats = worker("http").call(
@@ -166,8 +179,9 @@ def measure(quick: bool, use_litellm: bool) -> dict[str, Any]:
             {"op": "stream", "url": emulator.url, "streams": http_counts["streams"]}
         )
         _note("streaming", started)
+        overhead_round()
 
-    out["inprocess"] = inprocess
+    out["inprocess"] = {**_median_round(overhead_rounds), **throughput}
     out["http"] = _http_table(runs)
     gw, direct = gateway_stats["gateway"], gateway_stats["direct"]
     out["gateway"] = {
@@ -202,6 +216,20 @@ def measure(quick: bool, use_litellm: bool) -> dict[str, Any]:
     out["targets"] = _targets(out)
     out["seconds"] = round(time.monotonic() - started, 1)
     return out
+
+
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median overhead (the lower middle one of an even count), every
+    round's overhead and floor beside it."""
+    ordered = sorted(rounds, key=lambda r: r["overhead_us_p50"])
+    return {
+        **ordered[(len(ordered) - 1) // 2],
+        "rounds": len(rounds),
+        "overhead_us_p50_rounds": [round(r["overhead_us_p50"], 1) for r in rounds],
+        "trio_checkpoint_floor_us_p50_rounds": [
+            round(r["trio_checkpoint_floor_us_p50"], 1) for r in rounds
+        ],
+    }
 
 
 def _caller_worker(caller: str) -> str:
@@ -301,9 +329,12 @@ def report(data: dict[str, Any]) -> str:
     ip = data["inprocess"]
     lines += [
         "in-process (handle -> router -> provider actor -> in-memory transport -> back)",
-        f"  overhead p50 {_f(ip['overhead_us_p50'], '.1f')} us  (runtime "
+        f"  overhead p50 {_f(ip['overhead_us_p50'], '.1f')} us, the median of "
+        f"{ip['rounds']} rounds spread over the run (runtime "
         f"{_f(ip['runtime_us_p50'], '.1f')} us - direct transport call "
         f"{_f(ip['direct_us_p50'], '.2f')} us; runtime p99 {_f(ip['runtime_us_p99'], '.1f')} us)",
+        f"  each round: {ip['overhead_us_p50_rounds']} us; its handoff floor (below): "
+        f"{ip['trio_checkpoint_floor_us_p50_rounds']} us",
         f"  through both mailboxes (router.handoff off): "
         f"{_f(ip['mailboxes_overhead_us_p50'], '.1f')} us p50; bare trio of that shape (fresh "
         f"reply channel, caller -> task -> task -> caller): "
