@@ -295,8 +295,15 @@ class _PoolSender:
         )
 
     async def aclose(self) -> None:
+        """Close every pool, even when closing one fails; the first failure is raised."""
+        failure: BaseException | None = None
         for pool in self.pools:
-            await pool.aclose()
+            try:
+                await pool.aclose()
+            except BaseException as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 class _CoreBody:

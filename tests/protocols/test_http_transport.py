@@ -446,6 +446,28 @@ async def test_the_pool_stays_bounded_and_nothing_leaks(
     assert sender.connections == []
 
 
+async def test_closing_the_provider_closes_every_pool_even_when_one_fails(
+    emulator: EmulatorHandle,
+) -> None:
+    provider = make("openai", emulator.base_url, max_connections=20)
+    sender = sender_of(provider)
+    async with trio.open_nursery() as nursery:  # a connection open in each of the 3 pools
+        for _ in range(20):
+            nursery.start_soon(provider.complete, ask())
+    assert all(pool.connections for pool in sender.pools)
+    first = sender.pools[0]
+    close_first = first.aclose
+
+    async def failing_close() -> None:
+        await close_first()
+        raise OSError("closing went wrong")
+
+    first.aclose = failing_close
+    with pytest.raises(OSError, match="closing went wrong"):
+        await provider.aclose()
+    assert sender.connections == []  # the other pools were closed all the same
+
+
 @pytest.mark.parametrize("bad", [0, -3, 1.5, True, "8"])
 def test_a_bad_max_connections_is_refused_by_name(bad: Any) -> None:
     with pytest.raises(ValueError, match="max_connections: expected an integer >= 1"):
