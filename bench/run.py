@@ -32,7 +32,7 @@ GATEWAY_C = 64
 CALLERS = ("switchyard", "raw", "raw_transport", "openai_sdk", "litellm")
 
 QUICK = {
-    "inprocess": {"calls": 2000, "throughput_requests": 4000, "rounds": 2},
+    "inprocess": {"calls": 2000, "throughput_requests": 4000, "rounds": 3},
     "growth": {"warmup": 3000, "requests": 9000, "samples": 3},
     "streams": {"streams": 10000, "drain": False},
     "http": {"seconds": 0.4, "rounds": 1, "streams": 60, "warm": 32},
@@ -40,7 +40,7 @@ QUICK = {
 FULL = {
     # Overhead rounds of "calls" each, spread over the run: this VM's speed drifts (see
     # the README), and a single burst can land wholly in a slow spell.
-    "inprocess": {"calls": 10000, "throughput_requests": 100000, "rounds": 6},
+    "inprocess": {"calls": 10000, "throughput_requests": 100000, "rounds": 7},
     "growth": {"warmup": 50000, "requests": 200000, "samples": 5},
     "streams": {"streams": 10000, "drain": True},
     # Many short rounds, interleaved, so that drift in a shared machine's speed spreads over
@@ -134,6 +134,7 @@ def measure(quick: bool, use_litellm: bool) -> dict[str, Any]:
         _note("in-process overhead and throughput", started)
         growth = worker("inprocess").run({"op": "growth", **counts["growth"]})
         _note("RSS growth", started)
+        overhead_round()
         streams = worker("streams").run({"op": "streams", **counts["streams"]})
         _note("10k streams", started)
         overhead_round()
@@ -219,11 +220,13 @@ def measure(quick: bool, use_litellm: bool) -> dict[str, Any]:
 
 
 def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round with the median overhead (the lower middle one of an even count), every
-    round's overhead and floor beside it."""
+    """The round with the median overhead (an odd count of rounds: the middle one, not a
+    choice between two), every round's overhead and floor beside it."""
+    if len(rounds) % 2 == 0:
+        raise ValueError(f"expected an odd number of overhead rounds, got {len(rounds)}")
     ordered = sorted(rounds, key=lambda r: r["overhead_us_p50"])
     return {
-        **ordered[(len(ordered) - 1) // 2],
+        **ordered[len(ordered) // 2],
         "rounds": len(rounds),
         "overhead_us_p50_rounds": [round(r["overhead_us_p50"], 1) for r in rounds],
         "trio_checkpoint_floor_us_p50_rounds": [
