@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from actors import (
     BackoffConfig,
+    BreakerConfig,
     ProviderSpec,
     RetryBudgetConfig,
     RetryConfig,
@@ -136,11 +137,17 @@ async def run_chaos(seed: int, *, requests: int, concurrency: int, seconds: floa
     ]
     # The injected failure rate (20%) equals the default retry budget (20% of requests), so
     # by design the default budget would refuse a few retries; this run tests loss, not the
-    # budget (tests/test_runtime.py does), so it gives retries more room.
+    # budget (tests/test_runtime.py does), so it gives retries more room. Likewise the
+    # breakers: by default one opens once half of 10 verdicts failed, which a 20% failure
+    # rate reaches now and then by chance, and with every breaker open a request rightly
+    # fails fast. A few real-time runs in two hundred on a loaded machine ended a request so
+    # ("no eligible provider left" after five attempts, all at one provider). Breakers have
+    # their own tests (tests/test_breaker.py); here they trust a rate only after 50 verdicts.
     config = RuntimeConfig(
         seed=seed,
         supervision=CHAOS_SUPERVISION,
         retry=RetryConfig(max_rounds=3, budget=RetryBudgetConfig(ratio=0.5)),
+        breaker=BreakerConfig(min_requests=50),
     )
     ledger = Ledger()
     async with open_runtime(providers, config=config, policy="round_robin") as rt:
