@@ -191,8 +191,9 @@ _POOL_SHARD = 8
 
 def _shard_sizes(max_connections: int) -> list[int]:
     """``max_connections`` split as evenly as can be over pools of at most ``_POOL_SHARD``."""
-    shards = -(-max(1, max_connections) // _POOL_SHARD)
-    size, extra = divmod(max(1, max_connections), shards)
+    total = max(1, max_connections)
+    shards = -(-total // _POOL_SHARD)
+    size, extra = divmod(total, shards)
     return [size + 1] * extra + [size] * (shards - extra)
 
 
@@ -375,10 +376,12 @@ class HttpProvider(LLMProvider):
         max_connections: int = 100,
         kind: str = "custom",
     ) -> None:
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
             raise ValueError(f"max_connections: expected an integer >= 1, got {max_connections!r}")
-        if max_connections < 1:
-            raise ValueError(f"max_connections: expected an integer >= 1, got {max_connections}")
         self.name = name
         self.kind = kind
         self.model = model
