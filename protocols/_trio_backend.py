@@ -7,6 +7,13 @@ about a tenth of a request's CPU (``bench/``). This backend maps errors with ``t
 opens a cancel scope only for a timeout actually given. Switchyard gives none: its
 deadlines are the caller's cancel scopes.
 
+A request's head is held back until its body (or, with no body, its first read) and goes
+out with it in one send: one system call, one TLS record and one trip through the scheduler
+instead of two, about 5% of a small request's CPU. That fits HTTP/1.1, where a request is
+written whole before its answer is read; the backend serves HTTP/1.1 pools only (HTTP/2
+interleaves reads and writes of many requests on one connection, where a held frame could
+wait for a read that another task is already blocked in).
+
 It implements httpcore's ``AsyncNetworkBackend`` and ``AsyncNetworkStream`` interfaces
 (duck-typed: the same code serves both libraries, whose exception types it is given).
 Outside trio (a pool used under asyncio) it hands connecting to the library's own backend.
@@ -30,26 +37,46 @@ import trio
 __all__ = ["TrioNetworkBackend"]
 
 
+# A head larger than this is sent at once (a head is a few hundred bytes; a body of up to
+# _JOIN_MAX more is copied once to join it).
+_HOLD_MAX = 16 * 1024
+_JOIN_MAX = 256 * 1024
+
+
 def _limit(timeout: float | None) -> float:
     return math.inf if timeout is None else timeout
 
 
 @final
 class _TrioNetworkStream:
-    """One connection: a trio ``SocketStream``, or an ``SSLStream`` over one."""
+    """One connection: a trio ``SocketStream``, or an ``SSLStream`` over one.
 
-    __slots__ = ("_core", "_socket", "_stream")
+    The first write after the connection opens or after a read (a request's head) is held,
+    not sent; the next write sends it joined to its own bytes, and a read sends it first.
+    Errors sending it surface there: as a write error, or as a read error (the answer that
+    read waited for will not come).
+    """
+
+    __slots__ = ("_closed", "_core", "_held", "_next_is_head", "_socket", "_stream")
 
     def __init__(self, core: ModuleType, stream: trio.abc.Stream, socket: Any) -> None:
         self._core = core
         self._stream = stream
         self._socket = socket
+        self._held = b""
+        self._next_is_head = True
+        self._closed = False
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes | bytearray:
+        self._next_is_head = True
         try:
             if timeout is None:
+                if self._held:
+                    await self._send_held()
                 return await self._stream.receive_some(max_bytes)
             with trio.fail_after(timeout):
+                if self._held:
+                    await self._send_held()
                 return await self._stream.receive_some(max_bytes)
         except trio.TooSlowError:
             raise self._core.ReadTimeout(f"no data within {timeout} s") from None
@@ -59,18 +86,39 @@ class _TrioNetworkStream:
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
             return
+        if self._closed:
+            raise self._core.WriteError("the connection is closed")
+        if self._next_is_head:
+            self._next_is_head = False
+            if len(buffer) <= _HOLD_MAX:
+                self._held = bytes(buffer)
+                return
         try:
             if timeout is None:
-                await self._stream.send_all(buffer)
+                await self._send(buffer)
                 return
             with trio.fail_after(timeout):
-                await self._stream.send_all(buffer)
+                await self._send(buffer)
         except trio.TooSlowError:
             raise self._core.WriteTimeout(f"not sent within {timeout} s") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise self._core.WriteError(str(exc) or type(exc).__name__) from exc
 
+    async def _send_held(self) -> None:
+        held, self._held = self._held, b""
+        await self._stream.send_all(held)
+
+    async def _send(self, buffer: bytes) -> None:
+        if self._held:
+            if len(self._held) + len(buffer) > _JOIN_MAX:
+                await self._send_held()
+            else:
+                buffer, self._held = self._held + buffer, b""
+        await self._stream.send_all(buffer)
+
     async def aclose(self) -> None:
+        self._closed = True
+        self._held = b""
         await self._stream.aclose()
 
     async def start_tls(

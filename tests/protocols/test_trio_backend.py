@@ -13,9 +13,10 @@ import httpcore
 import httpcore2
 import pytest
 import trio
+import trio.testing
 import trustme
 
-from protocols._trio_backend import TrioNetworkBackend
+from protocols._trio_backend import _HOLD_MAX, _JOIN_MAX, TrioNetworkBackend, _TrioNetworkStream
 
 CORES = [pytest.param(httpcore2, id="httpcore2"), pytest.param(httpcore, id="httpcore")]
 
@@ -226,3 +227,80 @@ def test_outside_trio_the_pool_falls_back_to_the_librarys_own_backend(core: Modu
             return response.content  # type: ignore[no-any-return]
 
     assert asyncio.run(main()) == b"asyncio"
+
+
+class RecordingStream(trio.abc.Stream):
+    """A stream that remembers each ``send_all`` it was given."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.sends: list[bytes] = []
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.sends.append(bytes(data))
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def recorded_connection() -> tuple[Any, RecordingStream, trio.abc.Stream]:
+    """(the backend's stream over an in-memory connection, its record of sends, the peer)."""
+    client, peer = trio.testing.memory_stream_pair()
+    recording = RecordingStream(client)
+    return _TrioNetworkStream(httpcore2, recording, socket=None), recording, peer
+
+
+async def test_a_request_head_goes_out_with_its_body_in_one_send() -> None:
+    stream, recording, peer = recorded_connection()
+    await stream.write(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n")
+    assert recording.sends == []  # held for the body
+    await stream.write(b"ping")
+    assert recording.sends == [b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nping"]
+    await stream.write(b"more body")  # not a head: straight out
+    assert recording.sends[1:] == [b"more body"]
+    await peer.send_all(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert await stream.read(100) == b"HTTP/1.1 200 OK\r\n\r\n"
+    # The next request on the connection: its head is held again.
+    await stream.write(b"GET / HTTP/1.1\r\n\r\n")
+    assert len(recording.sends) == 2
+
+
+async def test_a_head_with_no_body_goes_out_when_the_answer_is_read() -> None:
+    stream, recording, peer = recorded_connection()
+    await stream.write(b"GET / HTTP/1.1\r\n\r\n")
+
+    async def answer() -> None:
+        assert await peer.receive_some(100) == b"GET / HTTP/1.1\r\n\r\n"
+        await peer.send_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer)
+        assert await stream.read(100) == b"HTTP/1.1 204 No Content\r\n\r\n"
+    assert recording.sends == [b"GET / HTTP/1.1\r\n\r\n"]
+
+
+async def test_large_heads_and_bodies_are_not_held_or_joined_but_keep_their_order() -> None:
+    stream, recording, _ = recorded_connection()
+    big_head = b"h" * (_HOLD_MAX + 1)
+    await stream.write(big_head)
+    assert recording.sends == [big_head]
+    stream, recording, _ = recorded_connection()
+    await stream.write(b"head")
+    big_body = b"b" * _JOIN_MAX
+    await stream.write(big_body)
+    assert recording.sends == [b"head", big_body]
+
+
+async def test_a_held_head_that_cannot_be_sent_fails_the_read_as_the_cores_read_error() -> None:
+    stream, _, peer = recorded_connection()
+    await stream.write(b"GET / HTTP/1.1\r\n\r\n")
+    await peer.aclose()
+    with pytest.raises(httpcore2.ReadError):
+        await stream.read(100)
