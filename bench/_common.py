@@ -240,20 +240,35 @@ class GcWatch:
     tail. Its length grows with the process's heap."""
 
     def __init__(self) -> None:
-        self.full = 0
-        self.full_max_s = 0.0
+        self.full_pauses: list[tuple[float, float]] = []  # perf_counter() at start, end
         self.total_s = 0.0
         self._started = 0.0
+
+    @property
+    def full(self) -> int:
+        return len(self.full_pauses)
+
+    @property
+    def full_max_s(self) -> float:
+        return max((end - start for start, end in self.full_pauses), default=0.0)
 
     def _observe(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
             return
-        pause = time.perf_counter() - self._started
-        self.total_s += pause
+        ended = time.perf_counter()
+        self.total_s += ended - self._started
         if info["generation"] == 2:
-            self.full += 1
-            self.full_max_s = max(self.full_max_s, pause)
+            self.full_pauses.append((self._started, ended))
+
+    def hit(self, starts: Sequence[float], latencies: Sequence[float]) -> list[int]:
+        """Indices of the requests (started at ``starts``, lasting ``latencies``) that were
+        in flight during a full collection."""
+        return [
+            i
+            for i, (t0, took) in enumerate(zip(starts, latencies, strict=True))
+            if any(start < t0 + took and end > t0 for start, end in self.full_pauses)
+        ]
 
     def __enter__(self) -> GcWatch:
         gc.callbacks.append(self._observe)
@@ -271,10 +286,13 @@ def summarize(
     server_pid: int | None = None,
     server_cpu0: float | None = None,
     gc_watch: GcWatch | None = None,
+    starts: Sequence[float] = (),
 ) -> dict[str, Any]:
     """One timed run of a caller: rates, latency percentiles, CPU per request, GC pauses,
-    and the latencies themselves (ms), for percentiles over several runs."""
+    and the latencies themselves (ms), for percentiles over several runs. With the
+    requests' ``starts``, also which of them a full collection paused."""
     done = max(1, len(latencies))
+    hit = gc_watch.hit(starts, latencies) if gc_watch is not None and starts else []
     server_cpu = None
     if server_pid is not None and server_cpu0 is not None:
         now = process_cpu_seconds(server_pid)
@@ -292,7 +310,13 @@ def summarize(
         "gc_full_pause_ms_max": None if gc_watch is None else gc_watch.full_max_s * 1000,
         "gc_pause_ms_per_s": None if gc_watch is None else gc_watch.total_s * 1000 / elapsed,
         "latencies_ms": [round(x * 1000, 3) for x in latencies],
+        "full_gc_hit": hit,
     }
+
+
+def _outside_full_gc(run: dict[str, Any]) -> list[float]:
+    hit = set(run.get("full_gc_hit", ()))
+    return [x for i, x in enumerate(run["latencies_ms"]) if i not in hit]
 
 
 def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -306,6 +330,11 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged["p50_ms"] = median(pooled)
     merged["p99_ms"] = percentile(pooled, 99)
     merged["p99_ms_worst_round"] = max(r["p99_ms"] for r in runs)
+    # The tail with the requests a full GC pause caught left out, and how many those were:
+    # at high concurrency one pause stops every request in flight at once.
+    outside = [x for r in runs for x in _outside_full_gc(r)]
+    merged["p99_ms_outside_full_gc"] = percentile(outside, 99)
+    merged["full_gc_hit_share"] = 1 - len(outside) / max(1, len(pooled))
     merged["rps_rounds"] = [round(r["rps"], 1) for r in runs]
     merged["requests"] = sum(r["requests"] for r in runs)
     merged["errors"] = sum(r["errors"] for r in runs)

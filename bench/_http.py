@@ -218,6 +218,7 @@ async def drive(
         for _ in range(min(concurrency, warm_calls or concurrency)):
             nursery.start_soon(warm)
     latencies: list[float] = []
+    starts: list[float] = []
     errors: Counter[str] = Counter()
     clock = time.perf_counter
 
@@ -230,6 +231,7 @@ async def drive(
                 errors[type(exc).__name__] += 1
                 continue
             latencies.append(clock() - t0)
+            starts.append(t0)
 
     server0 = None if server_pid is None else process_cpu_seconds(server_pid)
     cpu0 = cpu_seconds()
@@ -240,7 +242,7 @@ async def drive(
                 nursery.start_soon(worker, begin + seconds)
     elapsed = clock() - begin
     cpu = cpu_seconds() - cpu0
-    return summarize(latencies, elapsed, cpu, errors, server_pid, server0, gc_watch)
+    return summarize(latencies, elapsed, cpu, errors, server_pid, server0, gc_watch, starts)
 
 
 async def _drive_op(params: dict[str, Any]) -> dict[str, Any]:

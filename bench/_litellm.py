@@ -70,6 +70,7 @@ async def _drive(params: dict[str, Any]) -> dict[str, Any]:
     warm_calls = min(concurrency, params.get("warm") or concurrency)
     await asyncio.gather(*(warm() for _ in range(warm_calls)))
     latencies: list[float] = []
+    starts: list[float] = []
     errors: Counter[str] = Counter()
     clock = time.perf_counter
 
@@ -82,6 +83,7 @@ async def _drive(params: dict[str, Any]) -> dict[str, Any]:
                 errors[type(exc).__name__] += 1
                 continue
             latencies.append(clock() - t0)
+            starts.append(t0)
 
     server0 = None if server_pid is None else process_cpu_seconds(server_pid)
     cpu0 = cpu_seconds()
@@ -92,7 +94,7 @@ async def _drive(params: dict[str, Any]) -> dict[str, Any]:
         )
     elapsed = clock() - begin
     cpu = cpu_seconds() - cpu0
-    return summarize(latencies, elapsed, cpu, errors, server_pid, server0, gc_watch)
+    return summarize(latencies, elapsed, cpu, errors, server_pid, server0, gc_watch, starts)
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:

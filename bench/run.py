@@ -276,6 +276,8 @@ def _http_table(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, A
                 "gc_full_collections",
                 "gc_full_pause_ms_max",
                 "gc_pause_ms_per_s",
+                "p99_ms_outside_full_gc",
+                "full_gc_hit_share",
             ):
                 row[f"{name}_{field}"] = None if stats is None else stats[field]
         sy, raw = row["switchyard_rps"], row["raw_rps"]
@@ -378,6 +380,14 @@ def report(data: dict[str, Any]) -> str:
             if row[f"{name}_gc_full_collections"] is not None
         )
         lines.append(f"  c{key[1:]} full GC collections (longest pause): {pauses}")
+    for key, row in data["http"].items():
+        outside = ", ".join(
+            f"{name} {_f(row[f'{name}_p99_ms_outside_full_gc'], '.1f')} ms "
+            f"({_f(100 * row[f'{name}_full_gc_hit_share'], '.1f')}% caught)"
+            for name in CALLERS
+            if row[f"{name}_full_gc_hit_share"] is not None
+        )
+        lines.append(f"  c{key[1:]} p99 of requests no full GC paused (share paused): {outside}")
     failures = {
         f"{key} {name}": row[f"{name}_error_types"]
         for key, row in data["http"].items()

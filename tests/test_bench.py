@@ -12,6 +12,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLER_FIELDS = (
@@ -62,3 +63,25 @@ def test_quick_benchmark_reports_every_key(tmp_path: Path) -> None:
                 assert value is None, f"{section}.{key} should be null without LiteLLM"
             else:
                 assert _is_number(value), f"{section}.{key} = {value!r}"
+
+
+def _bench_common() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_common", ROOT / "bench" / "_common.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_full_gc_pause_is_charged_to_the_requests_in_flight_during_it() -> None:
+    common = _bench_common()
+    watch = common.GcWatch()
+    watch.full_pauses.append((10.0, 10.05))
+    starts = [9.0, 9.99, 10.02, 10.06]
+    latencies = [0.5, 0.02, 0.01, 0.01]  # the first ends before the pause, the last starts after
+    assert watch.hit(starts, latencies) == [1, 2]
+    run = common.summarize(latencies, 1.0, 0.1, {}, gc_watch=watch, starts=starts)
+    merged = common.merge([run])
+    assert merged["gc_full_collections"] == 1
+    assert merged["full_gc_hit_share"] == 0.5
+    assert merged["p99_ms_outside_full_gc"] == 500.0  # of the first and the last only
