@@ -14,7 +14,7 @@ from __future__ import annotations
 import decimal
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
@@ -301,6 +301,19 @@ class PriceBook:
         self._converted: dict[int, tuple[gp_types.ModelPrice, ModelPrice]] = {}
         self._unknown: set[tuple[str, str]] = set()
         self._recent: dict[tuple[str, str], tuple[float, ModelPrice | None]] = {}
+
+    @staticmethod
+    def bundled_data_loaded() -> bool:
+        """Whether genai-prices' bundled data is loaded in this process (once, for all)."""
+        return _bundled_snapshot.cache_info().currsize > 0
+
+    def preload(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Look up these ``(provider_kind, model)`` pairs now. The first lookup in a process
+        loads genai-prices' bundled data: about a quarter of a second of imports, which at
+        the first priced call would stall every task on the event loop. Blocking: the
+        runtime runs it in a thread, at open."""
+        for kind, model in pairs:
+            self.price(kind, model)
 
     @property
     def unknown_models(self) -> frozenset[tuple[str, str]]:

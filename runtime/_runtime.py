@@ -80,6 +80,7 @@ async def open_runtime(
     if policy is not None:
         config = _with_policy(config, policy)
     runtime = Runtime(_TOKEN, providers, config, classifier)
+    await runtime._load_prices()
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime._supervisor.run)
@@ -185,6 +186,16 @@ class Runtime:
 
     def __repr__(self) -> str:
         return f"<Runtime {self._state} providers={list(self._by_name)}>"
+
+    async def _load_prices(self) -> None:
+        """The providers' default models priced before the first request: the first price
+        looked up in a process loads genai-prices' data, off the event loop here."""
+        prices = self.accounting.prices
+        pairs = [(slot.spec.provider.kind, slot.spec.provider.model) for slot in self._slots]
+        if prices.bundled_data_loaded():
+            prices.preload(pairs)  # lookups in memory: microseconds
+        else:
+            await trio.to_thread.run_sync(prices.preload, pairs)
 
     # --- requests ----------------------------------------------------------------------------
 

@@ -20,3 +20,53 @@ def test_import_runtime_leaves_optional_libraries_unloaded() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == []
+
+
+# A provider priced like gpt-4o-mini; records which thread imported genai-prices' data.
+_OPEN_THEN_CALL = """
+import sys, threading, trio
+from protocols import LLMProvider, Response, TextPart, Usage
+from runtime import open_runtime
+
+importers = []
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "genai_prices.data":
+            importers.append(threading.current_thread() is threading.main_thread())
+        return None
+
+sys.meta_path.insert(0, Watch())
+
+class Priced(LLMProvider):
+    name, kind, model = "p", "openai", "gpt-4o-mini"
+    async def complete(self, request):
+        usage = Usage(input_tokens=3, output_tokens=4)
+        return Response(content=(TextPart("hi"),), finish_reason="stop", usage=usage,
+                        provider="p", model=self.model)
+    async def stream(self, request):
+        raise NotImplementedError
+        yield
+
+async def main():
+    async with open_runtime([Priced()]) as rt:
+        loaded_at_open = "genai_prices.data" in sys.modules
+        response = await rt.complete([{"role": "user", "content": "hello"}])
+        print(importers, loaded_at_open, response.cost_usd is not None)
+
+trio.run(main)
+"""
+
+
+def test_prices_load_in_a_thread_at_open_not_at_the_first_request() -> None:
+    # Loading genai-prices' data takes a quarter of a second of imports; on the event loop,
+    # at the first priced call, that would stall every task of the program.
+    result = subprocess.run(
+        [sys.executable, "-c", _OPEN_THEN_CALL],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[False]", "True", "True"]
