@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import decimal
 import functools
+import runpy
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import cache
 from typing import TYPE_CHECKING, final
 
 import msgspec
@@ -217,14 +219,78 @@ def _exponent(price: Decimal) -> int:
     return exponent
 
 
-@cache
-def _bundled_snapshot() -> DataSnapshot:
-    # Our own snapshot of the bundled data: genai-prices' global one may be swapped for
-    # downloaded data by anyone calling UpdatePrices in this process.
-    from genai_prices.data import providers
-    from genai_prices.data_snapshot import DataSnapshot
+# genai-prices ids its lookups resolve across every provider (the model names the provider,
+# ``litellm`` style): for these the whole data is kept.
+_WHOLE_DATA_IDS = frozenset({"litellm"})
 
-    return DataSnapshot(providers=providers, from_auto_update=False)
+
+def _data_providers() -> list[gp_types.Provider]:
+    """genai-prices' bundled providers: the program's own module if it imported one, else a
+    fresh copy that no module keeps (``runpy`` runs the module without registering it)."""
+    module = sys.modules.get("genai_prices.data")
+    if module is not None:
+        return module.providers  # type: ignore[no-any-return]
+    providers: list[gp_types.Provider] = runpy.run_module("genai_prices.data")["providers"]
+    return providers
+
+
+@final
+class _BundledPrices:
+    """genai-prices' bundled data, kept only for the provider ids looked up.
+
+    Importing ``genai_prices.data`` builds the prices of all its providers (47, ~16,000
+    objects) and keeps them for the life of the process, where every full garbage
+    collection walks them: at high concurrency that pause is the tail latency (README,
+    Performance). So the data is read apart (``_data_providers``), and what a lookup by one
+    provider id can reach is kept: the provider genai-prices resolves the id to (its own
+    ``find_provider_by_id``, so aliases resolve as it resolves them) and the providers that
+    one's models fall back to. Lookups answer as over the whole data (a test checks every
+    provider and model). Our own snapshot, too: genai-prices' global one may be swapped for
+    downloaded data by anyone calling ``UpdatePrices`` in this process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the runtime loads in a thread
+        self._ids: frozenset[str] = frozenset()
+        self._kept: dict[int, gp_types.Provider] = {}  # by place in the data: lookups go in order
+        self._snapshot: DataSnapshot | None = None
+
+    def has(self, provider_id: str) -> bool:
+        return provider_id in self._ids
+
+    def snapshot(self, provider_id: str) -> DataSnapshot:
+        """A snapshot that answers lookups for ``provider_id``; may read the data (~40 ms)."""
+        snapshot = self._snapshot
+        if snapshot is None or provider_id not in self._ids:
+            snapshot = self.load([provider_id])
+        return snapshot
+
+    def load(self, provider_ids: Iterable[str]) -> DataSnapshot:
+        """Keep what lookups for ``provider_ids`` need (one reading of the data for all)."""
+        from genai_prices.data_snapshot import DataSnapshot, find_provider_by_id
+
+        with self._lock:
+            missing = set(provider_ids) - self._ids
+            if missing or self._snapshot is None:
+                providers = _data_providers()
+                place = {p.id: i for i, p in enumerate(providers)}
+                for provider_id in missing:
+                    if provider_id.lower() in _WHOLE_DATA_IDS:
+                        reached = providers
+                    else:
+                        found = find_provider_by_id(providers, provider_id)
+                        fallbacks = () if found is None else found.fallback_model_providers or ()
+                        reached = [found] if found is not None else []
+                        reached += [providers[place[f]] for f in fallbacks if f in place]
+                    for provider in reached:
+                        self._kept.setdefault(place[provider.id], provider)
+                kept = [self._kept[i] for i in sorted(self._kept)]
+                self._snapshot = DataSnapshot(providers=kept, from_auto_update=False)
+                self._ids |= missing
+            return self._snapshot
+
+
+_BUNDLED = _BundledPrices()
 
 
 def _tier_value(price: Decimal | gp_types.TieredPrices | None, input_tokens: int) -> Decimal | None:
@@ -303,15 +369,17 @@ class PriceBook:
         self._recent: dict[tuple[str, str], tuple[float, ModelPrice | None]] = {}
 
     @staticmethod
-    def bundled_data_loaded() -> bool:
-        """Whether genai-prices' bundled data is loaded in this process (once, for all)."""
-        return _bundled_snapshot.cache_info().currsize > 0
+    def loaded(provider_kinds: Iterable[str]) -> bool:
+        """Whether genai-prices' data for these kinds is in memory (once per process)."""
+        return all(_BUNDLED.has(_GENAI_PROVIDER.get(k, k)) for k in provider_kinds)
 
     def preload(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """Look up these ``(provider_kind, model)`` pairs now. The first lookup in a process
-        loads genai-prices' bundled data: about a quarter of a second of imports, which at
-        the first priced call would stall every task on the event loop. Blocking: the
-        runtime runs it in a thread, at open."""
+        """Look up these ``(provider_kind, model)`` pairs now. The first lookup for a kind
+        in a process reads genai-prices' data: about a quarter of a second of imports the
+        first time, which at the first priced call would stall every task on the event loop.
+        Blocking: the runtime runs it in a thread, at open."""
+        pairs = list(pairs)
+        _BUNDLED.load(_GENAI_PROVIDER.get(kind, kind) for kind, _ in pairs)
         for kind, model in pairs:
             self.price(kind, model)
 
@@ -374,7 +442,9 @@ class PriceBook:
     def _lookup(self, provider_kind: str, model: str) -> gp_types.ModelInfo | None:
         provider_id = _GENAI_PROVIDER.get(provider_kind, provider_kind)
         try:
-            _, info = _bundled_snapshot().find_provider_model(model, None, provider_id, None)
+            _, info = _BUNDLED.snapshot(provider_id).find_provider_model(
+                model, None, provider_id, None
+            )
         except LookupError:
             return None
         return info

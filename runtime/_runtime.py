@@ -192,7 +192,7 @@ class Runtime:
         looked up in a process loads genai-prices' data, off the event loop here."""
         prices = self.accounting.prices
         pairs = [(slot.spec.provider.kind, slot.spec.provider.model) for slot in self._slots]
-        if prices.bundled_data_loaded():
+        if prices.loaded(kind for kind, _ in pairs):
             prices.preload(pairs)  # lookups in memory: microseconds
         else:
             await trio.to_thread.run_sync(prices.preload, pairs)

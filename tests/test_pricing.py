@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import genai_prices
 import msgspec
@@ -11,7 +12,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors._pricing import ModelPrice, PriceBook, PriceTier
+from actors._pricing import ModelPrice, PriceBook, PriceTier, _BundledPrices
 from protocols import Usage
 
 D = Decimal
@@ -335,3 +336,43 @@ def test_model_price_round_trips_through_json() -> None:
     assert msgspec.convert({"input": 0.15, "output": 0.6}, ModelPrice) == ModelPrice.of(
         input="0.15", output="0.6"
     )
+
+
+# Provider ids genai-prices resolves by its providers' match clauses, not by their ids.
+ALIASES = {"bedrock", "amazon", "vertex", "gemini", "google-vertex", "together_ai", "xai"}
+
+
+def _resolve(snapshot: Any, ref: str, provider_id: str) -> object:
+    try:
+        provider, model = snapshot.find_provider_model(ref, None, provider_id, None)
+    except LookupError:
+        return "no price"
+    return provider.id, model.id, model.prices
+
+
+def test_prices_kept_for_a_provider_id_answer_as_the_whole_data_does() -> None:
+    from genai_prices.data import providers
+    from genai_prices.data_snapshot import DataSnapshot, find_provider_by_id
+
+    whole = DataSnapshot(providers=providers, from_auto_update=False)
+    by_id = {p.id: p for p in providers}
+    one_model_each = {p.models[0].id for p in providers if p.models}
+    for provider_id in sorted({p.id for p in providers} | ALIASES | {"litellm", "nobody"}):
+        kept = _BundledPrices().snapshot(provider_id)
+        found = find_provider_by_id(providers, provider_id)
+        reachable = [] if found is None else [found]
+        reachable += [by_id[f] for f in (found and found.fallback_model_providers) or ()]
+        refs = {m.id for p in reachable for m in p.models} | one_model_each | {"no-such-model"}
+        if provider_id == "litellm":
+            refs |= {"openai/gpt-4o-mini", "anthropic/claude-sonnet-4-0"}
+        for ref in sorted(refs):
+            assert _resolve(kept, ref, provider_id) == _resolve(whole, ref, provider_id), (
+                provider_id,
+                ref,
+            )
+
+
+def test_only_the_providers_looked_up_are_kept() -> None:
+    kept = _BundledPrices().load(["openai", "anthropic", "google"])
+    # Google's models fall back to Anthropic's (Claude on Vertex): nothing else is needed.
+    assert sorted(p.id for p in kept.providers) == ["anthropic", "google", "openai"]
