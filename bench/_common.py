@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -278,21 +278,57 @@ class GcWatch:
         gc.callbacks.remove(self._observe)
 
 
+class CallLog:
+    """What a timed run records: each call that succeeded (its start on ``perf_counter``
+    and its latency, in seconds) and the failed ones, counted by exception type."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+        self.latencies: list[float] = []
+        self.errors: Counter[str] = Counter()
+
+
+# The two loops below await nothing but ``call``, so trio and asyncio callers share them.
+
+
+async def warm(call: Callable[[], Awaitable[object]]) -> None:
+    """One call, tried up to three times (a pool's first calls may meet closed connections)."""
+    for _ in range(3):
+        try:
+            await call()
+            return
+        except Exception:
+            continue
+
+
+async def call_until(call: Callable[[], Awaitable[object]], stop: float, log: CallLog) -> None:
+    """``call`` again and again until ``perf_counter()`` passes ``stop``, each one logged."""
+    clock = time.perf_counter
+    while clock() < stop:
+        t0 = clock()
+        try:
+            await call()
+        except Exception as exc:
+            log.errors[type(exc).__name__] += 1
+            continue
+        log.latencies.append(clock() - t0)
+        log.starts.append(t0)
+
+
 def summarize(
-    latencies: list[float],
+    log: CallLog,
     elapsed: float,
     cpu: float,
-    errors: Mapping[str, int],
     server_pid: int | None = None,
     server_cpu0: float | None = None,
     gc_watch: GcWatch | None = None,
-    starts: Sequence[float] = (),
 ) -> dict[str, Any]:
-    """One timed run of a caller: rates, latency percentiles, CPU per request, GC pauses,
-    and the latencies themselves (ms), for percentiles over several runs. With the
-    requests' ``starts``, also which of them a full collection paused."""
+    """One timed run of a caller: rates, latency percentiles, CPU per request, GC pauses
+    (and which requests a full collection paused), and the latencies themselves (ms), for
+    percentiles over several runs."""
+    latencies, errors = log.latencies, log.errors
     done = max(1, len(latencies))
-    hit = gc_watch.hit(starts, latencies) if gc_watch is not None and starts else []
+    hit = [] if gc_watch is None else gc_watch.hit(log.starts, latencies)
     server_cpu = None
     if server_pid is not None and server_cpu0 is not None:
         now = process_cpu_seconds(server_pid)

@@ -14,7 +14,6 @@ Callers, each with a connection pool as large as the concurrency:
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -26,12 +25,15 @@ from _common import (
     API_KEY,
     MESSAGES,
     MODEL,
+    CallLog,
     GcWatch,
+    call_until,
     cpu_seconds,
     median,
     merge,
     process_cpu_seconds,
     summarize,
+    warm,
 )
 
 from protocols import TextDelta, build_request
@@ -206,43 +208,20 @@ async def drive(
     ``server_pid``: also report that process's CPU per request (the emulator's, to see
     which side is the bottleneck)."""
 
-    async def warm() -> None:
-        for _ in range(3):
-            try:
-                await call()
-                return
-            except Exception:
-                continue
-
     async with trio.open_nursery() as nursery:
         for _ in range(min(concurrency, warm_calls or concurrency)):
-            nursery.start_soon(warm)
-    latencies: list[float] = []
-    starts: list[float] = []
-    errors: Counter[str] = Counter()
-    clock = time.perf_counter
-
-    async def worker(stop: float) -> None:
-        while clock() < stop:
-            t0 = clock()
-            try:
-                await call()
-            except Exception as exc:
-                errors[type(exc).__name__] += 1
-                continue
-            latencies.append(clock() - t0)
-            starts.append(t0)
-
+            nursery.start_soon(warm, call)
+    log = CallLog()
     server0 = None if server_pid is None else process_cpu_seconds(server_pid)
     cpu0 = cpu_seconds()
-    begin = clock()
+    begin = time.perf_counter()
     with GcWatch() as gc_watch:
         async with trio.open_nursery() as nursery:
             for _ in range(concurrency):
-                nursery.start_soon(worker, begin + seconds)
-    elapsed = clock() - begin
+                nursery.start_soon(call_until, call, begin + seconds, log)
+    elapsed = time.perf_counter() - begin
     cpu = cpu_seconds() - cpu0
-    return summarize(latencies, elapsed, cpu, errors, server_pid, server0, gc_watch, starts)
+    return summarize(log, elapsed, cpu, server_pid, server0, gc_watch)
 
 
 async def _drive_op(params: dict[str, Any]) -> dict[str, Any]:

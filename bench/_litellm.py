@@ -10,7 +10,6 @@ import asyncio
 import logging
 import os
 import time
-from collections import Counter
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch at import
@@ -21,10 +20,13 @@ from _common import (
     API_KEY,
     MESSAGES,
     MODEL,
+    CallLog,
     GcWatch,
+    call_until,
     cpu_seconds,
     process_cpu_seconds,
     summarize,
+    warm,
 )
 
 litellm.suppress_debug_info = True
@@ -59,42 +61,18 @@ async def _drive(params: dict[str, Any]) -> dict[str, Any]:
         if not response.choices:
             raise RuntimeError("litellm: no choices")
 
-    async def warm() -> None:
-        for _ in range(3):
-            try:
-                await call()
-                return
-            except Exception:
-                continue
-
     warm_calls = min(concurrency, params.get("warm") or concurrency)
-    await asyncio.gather(*(warm() for _ in range(warm_calls)))
-    latencies: list[float] = []
-    starts: list[float] = []
-    errors: Counter[str] = Counter()
-    clock = time.perf_counter
-
-    async def worker(stop: float) -> None:
-        while clock() < stop:
-            t0 = clock()
-            try:
-                await call()
-            except Exception as exc:
-                errors[type(exc).__name__] += 1
-                continue
-            latencies.append(clock() - t0)
-            starts.append(t0)
-
+    await asyncio.gather(*(warm(call) for _ in range(warm_calls)))
+    log = CallLog()
     server0 = None if server_pid is None else process_cpu_seconds(server_pid)
     cpu0 = cpu_seconds()
-    begin = clock()
+    begin = time.perf_counter()
+    stop = begin + float(params["seconds"])
     with GcWatch() as gc_watch:
-        await asyncio.gather(
-            *(worker(begin + float(params["seconds"])) for _ in range(concurrency))
-        )
-    elapsed = clock() - begin
+        await asyncio.gather(*(call_until(call, stop, log) for _ in range(concurrency)))
+    elapsed = time.perf_counter() - begin
     cpu = cpu_seconds() - cpu0
-    return summarize(latencies, elapsed, cpu, errors, server_pid, server0, gc_watch, starts)
+    return summarize(log, elapsed, cpu, server_pid, server0, gc_watch)
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:

@@ -375,19 +375,13 @@ def report(data: dict[str, Any]) -> str:
     for key, row in data["http"].items():
         pauses = ", ".join(
             f"{name} {row[f'{name}_gc_full_collections']} "
-            f"({_f(row[f'{name}_gc_full_pause_ms_max'])} ms)"
+            f"({_f(row[f'{name}_gc_full_pause_ms_max'])} ms; "
+            f"{_f(100 * row[f'{name}_full_gc_hit_share'], '.1f')}% caught, "
+            f"p99 of the rest {_f(row[f'{name}_p99_ms_outside_full_gc'], '.1f')} ms)"
             for name in CALLERS
             if row[f"{name}_gc_full_collections"] is not None
         )
-        lines.append(f"  c{key[1:]} full GC collections (longest pause): {pauses}")
-    for key, row in data["http"].items():
-        outside = ", ".join(
-            f"{name} {_f(row[f'{name}_p99_ms_outside_full_gc'], '.1f')} ms "
-            f"({_f(100 * row[f'{name}_full_gc_hit_share'], '.1f')}% caught)"
-            for name in CALLERS
-            if row[f"{name}_full_gc_hit_share"] is not None
-        )
-        lines.append(f"  c{key[1:]} p99 of requests no full GC paused (share paused): {outside}")
+        lines.append(f"  c{key[1:]} full GCs (longest pause; requests caught in one): {pauses}")
     failures = {
         f"{key} {name}": row[f"{name}_error_types"]
         for key, row in data["http"].items()

@@ -80,7 +80,9 @@ def test_a_full_gc_pause_is_charged_to_the_requests_in_flight_during_it() -> Non
     starts = [9.0, 9.99, 10.02, 10.06]
     latencies = [0.5, 0.02, 0.01, 0.01]  # the first ends before the pause, the last starts after
     assert watch.hit(starts, latencies) == [1, 2]
-    run = common.summarize(latencies, 1.0, 0.1, {}, gc_watch=watch, starts=starts)
+    log = common.CallLog()
+    log.starts, log.latencies = starts, latencies
+    run = common.summarize(log, 1.0, 0.1, gc_watch=watch)
     merged = common.merge([run])
     assert merged["gc_full_collections"] == 1
     assert merged["full_gc_hit_share"] == 0.5
