@@ -80,8 +80,8 @@ async def open_runtime(
     if policy is not None:
         config = _with_policy(config, policy)
     runtime = Runtime(_TOKEN, providers, config, classifier)
-    await runtime._load_prices()
     try:
+        await runtime._load_prices()
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime._supervisor.run)
             runtime._state = "running"

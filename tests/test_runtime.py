@@ -434,3 +434,23 @@ async def test_request_can_be_limited_to_named_providers(autojump_clock):
             await rt.complete(HI, providers=["zz"])
         assert bad.value.field == "providers"
     assert b.calls == 0
+
+
+async def test_a_failure_loading_prices_at_open_still_closes_the_providers(monkeypatch):
+    from actors import PriceBook
+
+    closed = []
+
+    class Closing(MockProvider):
+        async def aclose(self) -> None:
+            closed.append(self.name)
+
+    def unreadable(self, pairs):
+        raise RuntimeError("price data unreadable")
+
+    monkeypatch.setattr(PriceBook, "preload", unreadable)
+    monkeypatch.setattr(PriceBook, "loaded", staticmethod(lambda kinds: True))  # no thread
+    with pytest.raises(RuntimeError, match="price data unreadable"):
+        async with open_runtime([Closing(name="a")]):
+            pass  # pragma: no cover - the open fails
+    assert closed == ["a"]
