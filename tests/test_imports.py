@@ -22,7 +22,7 @@ def test_import_runtime_leaves_optional_libraries_unloaded() -> None:
     assert result.stdout.split() == []
 
 
-# A provider priced like gpt-4o-mini; records which thread imported genai-prices' data.
+# A provider priced like gpt-4o-mini; records which thread reads genai-prices' data.
 _OPEN_THEN_CALL = """
 import sys, threading, trio
 from protocols import LLMProvider, Response, TextPart, Usage
