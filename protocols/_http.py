@@ -200,8 +200,10 @@ def _shard_sizes(max_connections: int) -> list[int]:
 class _PoolSender:
     """Straight to connection pools of the provider's own: the library's core pools
     (``httpcore2`` under httpx2), on ``TrioNetworkBackend``. A request goes to the pool
-    with the fewest requests in flight (the first of them: at low concurrency, one pool and
-    its kept-alive connections serve everything).
+    with the most connections to spare (the first of them: at low concurrency, one pool and
+    its kept-alive connections serve everything). When every connection is taken, requests
+    wait their turn in one FIFO line for the first connection freed in any pool, never in
+    one pool's own queue, behind long streams, while another pool frees up.
 
     What a client does per request (base-URL merging, cookies, the auth flow, redirects,
     event hooks, merging default headers) is nothing a gateway needs, nor is the transport's
@@ -234,6 +236,7 @@ class _PoolSender:
         self._host = "Host" not in defaults  # unless extra_headers name one
         self._urls: dict[str, tuple[Any, list[tuple[bytes, bytes]]]] = {}
         backend = TrioNetworkBackend(core)
+        sizes = _shard_sizes(max_connections)
         self.pools = [
             core.AsyncConnectionPool(
                 ssl_context=_default_ssl_context(name, False),
@@ -242,9 +245,11 @@ class _PoolSender:
                 keepalive_expiry=_KEEPALIVE_S,
                 network_backend=backend,
             )
-            for size in _shard_sizes(max_connections)
+            for size in sizes
         ]
-        self._in_flight = [0] * len(self.pools)  # requests open on each pool
+        # Connections each pool has to spare: not held by a request, open or yet to open.
+        self._spare = list(sizes)
+        self._free = anyio.Semaphore(sum(self._spare))  # every pool's spare, for the line
 
     @property
     def connections(self) -> list[Any]:
@@ -280,20 +285,30 @@ class _PoolSender:
             headers=[*headers, (b"Content-Length", b"%d" % len(body))],
             content=body,
         )
-        in_flight = self._in_flight
-        shard = in_flight.index(min(in_flight))  # the first, while it keeps up
-        in_flight[shard] += 1
+        free = self._free
+        try:
+            free.acquire_nowait()
+        except anyio.WouldBlock:
+            await free.acquire()
+        spare = self._spare
+        shard = spare.index(max(spare))  # one has a connection to spare: the line saw to it
+        spare[shard] -= 1
         try:
             answer = await self.pools[shard].handle_async_request(request)
         except BaseException:
-            in_flight[shard] -= 1
+            self._release(shard)
             raise
         return self._library.Response(
             answer.status,
             headers=answer.headers,
-            stream=self._body(answer.stream, in_flight, shard),
+            stream=self._body(answer.stream, self, shard),
             extensions=answer.extensions,
         )
+
+    def _release(self, shard: int) -> None:
+        """A request is done with its connection in pool ``shard``."""
+        self._spare[shard] += 1
+        self._free.release()
 
     async def aclose(self) -> None:
         """Close every pool, even when closing one fails; the first failure is raised."""
@@ -310,23 +325,23 @@ class _PoolSender:
 class _CoreBody:
     """A pool's response body as the client library's ``AsyncByteStream``; closing it
     hands the connection back to the pool (or closes it, if the body was not read) and,
-    the first time, takes the request off its pool's count of requests in flight."""
+    the first time, gives the sender its connection back."""
 
-    def __init__(self, stream: Any, in_flight: list[int], shard: int) -> None:
+    def __init__(self, stream: Any, sender: _PoolSender, shard: int) -> None:
         self._stream = stream
-        self._in_flight: list[int] | None = in_flight
+        self._sender: _PoolSender | None = sender
         self._shard = shard
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._stream.__aiter__()  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
-        in_flight, self._in_flight = self._in_flight, None
+        sender, self._sender = self._sender, None
         try:
             await self._stream.aclose()
         finally:
-            if in_flight is not None:
-                in_flight[self._shard] -= 1
+            if sender is not None:
+                sender._release(self._shard)
 
 
 @functools.cache

@@ -16,6 +16,7 @@ import httpx2
 import msgspec
 import pytest
 import trio
+import trio.testing
 
 from protocols import (
     Finish,
@@ -439,11 +440,61 @@ async def test_the_pool_stays_bounded_and_nothing_leaks(
         assert len(emulator.requests) == 300
         assert 1 < peak <= 20
         assert all(c.is_idle() or c.is_closed() for c in sender.connections)
-        assert sender._in_flight == [0, 0, 0]  # every request counted off its pool
+        assert sender._spare == [7, 7, 6]  # every request gave its connection back
         assert all(pool.connections for pool in sender.pools)  # the load was spread
     finally:
         await provider.aclose()
     assert sender.connections == []
+
+
+async def test_a_request_waiting_for_a_connection_takes_the_first_one_freed_in_any_pool(
+    serve_app: Callable[..., Awaitable[str]],
+) -> None:
+    # Every connection of two pools of 8 is held by a long request; one more waits. When a
+    # request in the second pool ends, the waiting one takes its connection, rather than
+    # waiting in the first pool's own queue behind requests that do not end.
+    gates = [trio.Event() for _ in range(16)]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"].startswith("/hold/"):
+            await gates[int(scope["path"].rsplit("/", 1)[1])].wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    base = await serve_app(app)
+    sender = _PoolSender("httpx2", {}, max_connections=16)
+    pool_of: dict[int, int] = {}
+    quick_done = trio.Event()
+
+    async def call(path: str) -> None:
+        response = await sender.open(base + path, b"{}")
+        try:
+            assert await response.aread() == b"ok"
+        finally:
+            await response.aclose()
+        if path == "/quick":
+            quick_done.set()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for i in range(16):
+                before = list(sender._spare)
+                nursery.start_soon(call, f"/hold/{i}")
+                await trio.testing.wait_all_tasks_blocked()
+                pool_of[i] = next(p for p in (0, 1) if sender._spare[p] < before[p])
+            assert sender._spare == [0, 0]
+            nursery.start_soon(call, "/quick")
+            await trio.testing.wait_all_tasks_blocked()
+            assert not quick_done.is_set()  # in line: no connection to spare
+            gates[next(i for i, p in pool_of.items() if p == 1)].set()
+            with trio.fail_after(10):
+                await quick_done.wait()
+            assert all(not gates[i].is_set() for i, p in pool_of.items() if p == 0)
+            for gate in gates:
+                gate.set()
+        assert sender._spare == [8, 8]
+    finally:
+        await sender.aclose()
 
 
 async def test_closing_the_provider_closes_every_pool_even_when_one_fails(
