@@ -38,11 +38,17 @@ _MILLION = Decimal(1_000_000)
 _EXACT = decimal.Context(prec=60, traps=[decimal.InvalidOperation])
 # Switchyard's provider kinds, as genai-prices names them; other kinds are passed through.
 _GENAI_PROVIDER = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}
+
 # Model names can come from clients, so what we remember about them is bounded.
 _MAX_REMEMBERED = 4096
 _FRESH_S = 3600.0
 
 _log = structlog.get_logger("switchyard.pricing")
+
+
+def _genai_id(provider_kind: str) -> str:
+    """The genai-prices provider id for a Switchyard provider kind."""
+    return _GENAI_PROVIDER.get(provider_kind, provider_kind)
 
 
 def _is_price(x: object) -> bool:
@@ -372,7 +378,7 @@ class PriceBook:
     @staticmethod
     def loaded(provider_kinds: Iterable[str]) -> bool:
         """Whether genai-prices' data for these kinds is in memory (once per process)."""
-        return all(_BUNDLED.has(_GENAI_PROVIDER.get(k, k)) for k in provider_kinds)
+        return all(_BUNDLED.has(_genai_id(k)) for k in provider_kinds)
 
     def preload(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Look up these ``(provider_kind, model)`` pairs now. The first lookup for a kind
@@ -380,7 +386,7 @@ class PriceBook:
         first time, which at the first priced call would stall every task on the event loop.
         Blocking: the runtime runs it in a thread, at open."""
         pairs = list(pairs)
-        _BUNDLED.load(_GENAI_PROVIDER.get(kind, kind) for kind, _ in pairs)
+        _BUNDLED.load(_genai_id(kind) for kind, _ in pairs)
         for kind, model in pairs:
             self.price(kind, model)
 
@@ -441,7 +447,7 @@ class PriceBook:
         return None if price is None else price.max_cost(input_tokens, max_output_tokens)
 
     def _lookup(self, provider_kind: str, model: str) -> gp_types.ModelInfo | None:
-        provider_id = _GENAI_PROVIDER.get(provider_kind, provider_kind)
+        provider_id = _genai_id(provider_kind)
         try:
             _, info = _BUNDLED.snapshot(provider_id).find_provider_model(
                 model, None, provider_id, None
