@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import random
 import time
@@ -84,6 +85,8 @@ async def open_runtime(
         await runtime._load_prices()
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime._supervisor.run)
+            if config.freeze_heap:
+                _freeze_startup_heap()
             runtime._state = "running"
             try:
                 yield runtime
@@ -101,6 +104,16 @@ async def open_runtime(
         with trio.CancelScope(shield=True):
             for slot in runtime._slots:
                 await slot.spec.provider.aclose()
+
+
+def _freeze_startup_heap() -> None:
+    """``RuntimeConfig.freeze_heap``. Not over a freeze already made (the program's own, or
+    an earlier runtime's): so once per process. The collection first, so that no garbage
+    alive now is frozen with the rest."""
+    if gc.get_freeze_count() > 0:
+        return
+    gc.collect()
+    gc.freeze()
 
 
 def _with_policy(config: RuntimeConfig, policy: PolicyName) -> RuntimeConfig:

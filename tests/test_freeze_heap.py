@@ -1,0 +1,97 @@
+"""``RuntimeConfig.freeze_heap``: the first runtime a process opens freezes the heap alive
+at that moment, so that full garbage collections (which pause every request in flight) no
+longer walk modules, classes and price data. Each case runs in a fresh interpreter: the
+freeze is process-wide and happens once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_PRELUDE = """
+import gc, sys, weakref, trio
+from protocols import LLMProvider, Response, TextPart, Usage
+from runtime import RuntimeConfig, open_runtime
+
+class Echo(LLMProvider):
+    name, kind, model = "echo", "openai", "gpt-4o-mini"
+    async def complete(self, request):
+        usage = Usage(input_tokens=3, output_tokens=4)
+        return Response(content=(TextPart("hi"),), finish_reason="stop", usage=usage,
+                        provider="echo", model=self.model)
+    async def stream(self, request):
+        raise NotImplementedError
+        yield
+
+class Node:
+    pass
+
+def cycle():
+    node = Node()
+    node.me = node  # unreachable once returned: only the cyclic collector frees it
+    return weakref.ref(node)
+
+def frozen(obj):
+    # The collector lists every object it tracks except the frozen ones.
+    return gc.is_tracked(obj) and not any(o is obj for o in gc.get_objects())
+
+async def answered(config):
+    async with open_runtime([Echo()], config=config) as rt:
+        response = await rt.complete([{"role": "user", "content": "hello"}])
+        return response.text
+"""
+
+_DEFAULT_THEN_AGAIN = """
+async def main():
+    gc.disable()  # no automatic collection may free the cycle before the runtime does
+    witness = Node()
+    text = await answered(RuntimeConfig(freeze_heap=False))
+    print("off", frozen(witness), text)
+    dead = cycle()
+    text = await answered(RuntimeConfig())
+    print("first", frozen(witness), dead() is None, text)
+    later = Node()
+    text = await answered(RuntimeConfig())
+    print("second", frozen(later), text)
+
+trio.run(main)
+"""
+
+_PROGRAM_FROZE_FIRST = """
+async def main():
+    gc.freeze()
+    later = Node()
+    text = await answered(RuntimeConfig())
+    print(frozen(later), text)
+
+trio.run(main)
+"""
+
+
+def _run(script: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", _PRELUDE + script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_the_first_open_collects_then_freezes_once_and_off_leaves_the_collector_alone() -> None:
+    off, first, second = _run(_DEFAULT_THEN_AGAIN)
+    assert off == "off False hi"
+    # The garbage alive at the freeze was collected first (not frozen, so not leaked), and
+    # the runtime answers as usual afterwards.
+    assert first == "first True True hi"
+    # A second runtime in the process freezes nothing more.
+    assert second == "second False hi"
+
+
+def test_a_program_that_froze_its_heap_itself_keeps_its_own_freeze() -> None:
+    assert _run(_PROGRAM_FROZE_FIRST) == ["False hi"]
