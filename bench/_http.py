@@ -3,6 +3,8 @@
 Callers, each with a connection pool as large as the concurrency:
 
 * ``switchyard``: the runtime with the native ``openai_provider`` transport on httpx2;
+* ``switchyard_unfrozen``: the same with ``RuntimeConfig(freeze_heap=False)``: what the
+  runtime's freezing of the start-up heap does to the tail;
 * ``raw``: an httpx2 ``AsyncClient`` posting the bytes the runtime's codec would send, and
   msgspec decoding the answer: the floor;
 * ``raw_transport``: the same on httpx2's transport (its connection pool) without the client
@@ -13,6 +15,7 @@ Callers, each with a connection pool as large as the concurrency:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -150,7 +153,9 @@ async def _raw_transport_caller(stack: AsyncExitStack, base: str, concurrency: i
     return call
 
 
-async def _switchyard_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Call:
+async def _switchyard_caller(
+    stack: AsyncExitStack, base: str, concurrency: int, *, freeze_heap: bool = True
+) -> Call:
     provider = openai_provider(
         name="openai",
         base_url=base + "/v1",
@@ -160,7 +165,8 @@ async def _switchyard_caller(stack: AsyncExitStack, base: str, concurrency: int)
         max_connections=concurrency,
     )
     spec = ProviderSpec(provider=provider, max_concurrency=max(64, concurrency))
-    rt = await stack.enter_async_context(open_runtime([spec], config=RuntimeConfig(seed=1)))
+    config = RuntimeConfig(seed=1, freeze_heap=freeze_heap)
+    rt = await stack.enter_async_context(open_runtime([spec], config=config))
 
     async def call() -> None:
         response = await rt.complete(MESSAGES)
@@ -189,6 +195,7 @@ async def _sdk_caller(stack: AsyncExitStack, base: str, concurrency: int) -> Cal
 
 CALLERS = {
     "switchyard": _switchyard_caller,
+    "switchyard_unfrozen": functools.partial(_switchyard_caller, freeze_heap=False),
     "raw": _raw_caller,
     "raw_transport": _raw_transport_caller,
     "openai_sdk": _sdk_caller,

@@ -29,7 +29,8 @@ from _common import Worker, emulator_process, gateway_process, merge, serve_work
 
 CONCURRENCY = (1, 64, 256)
 GATEWAY_C = 64
-CALLERS = ("switchyard", "raw", "raw_transport", "openai_sdk", "litellm")
+# LiteLLM last: --no-litellm drops it.
+CALLERS = ("switchyard", "switchyard_unfrozen", "raw", "raw_transport", "openai_sdk", "litellm")
 
 QUICK = {
     "inprocess": {"calls": 2000, "throughput_requests": 4000, "rounds": 3},
@@ -287,6 +288,9 @@ def _http_table(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, A
         row["litellm_p99_over_switchyard_p99"] = _ratio(
             row["litellm_p99_ms"], row["switchyard_p99_ms"]
         )
+        row["litellm_p99_over_switchyard_unfrozen_p99"] = _ratio(
+            row["litellm_p99_ms"], row["switchyard_unfrozen_p99_ms"]
+        )
         table[key] = row
     return table
 
@@ -352,7 +356,8 @@ def report(data: dict[str, Any]) -> str:
         "HTTP against the emulator's OpenAI endpoint: req/s (p99 ms) [client CPU us/req]",
         f"  {'conc':>4}  "
         + "  ".join(f"{name:>22}" for name in CALLERS)
-        + f"  {'sy/raw':>6} {'sy/raw_tr':>9} {'sy/litellm':>10} {'p99 lite/sy':>11}",
+        + f"  {'sy/raw':>6} {'sy/raw_tr':>9} {'sy/litellm':>10} {'p99 lite/sy':>11}"
+        + f" {'p99 lite/unfrozen':>17}",
     ]
     for key, row in data["http"].items():
         cells = []
@@ -368,6 +373,7 @@ def report(data: dict[str, Any]) -> str:
             f" {_f(row['switchyard_over_raw_transport'], '.2f'):>9}"
             f" {_f(row['switchyard_over_litellm'], '.1f'):>10}"
             f" {_f(row['litellm_p99_over_switchyard_p99'], '.1f'):>11}"
+            f" {_f(row['litellm_p99_over_switchyard_unfrozen_p99'], '.1f'):>17}"
         )
     for key, row in data["http"].items():
         server = ", ".join(f"{name} {_f(row[f'{name}_server_cpu_us_per_req'])}" for name in CALLERS)
@@ -434,7 +440,7 @@ def plot(data: dict[str, Any], path: str) -> None:
 
     keys = list(data["http"])
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    width = 0.16
+    width = 0.13
     for i, name in enumerate(CALLERS):
         values = [data["http"][k][f"{name}_rps"] or 0 for k in keys]
         xs = [j + (i - (len(CALLERS) - 1) / 2) * width for j in range(len(keys))]

@@ -17,11 +17,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 CALLER_FIELDS = (
     "switchyard_rps",
+    "switchyard_unfrozen_rps",
     "raw_rps",
     "raw_transport_rps",
     "openai_sdk_rps",
     "litellm_rps",
     "switchyard_p99_ms",
+    "switchyard_unfrozen_p99_ms",
     "raw_p99_ms",
     "litellm_p99_ms",
 )
