@@ -357,8 +357,7 @@ def _outside_full_gc(run: dict[str, Any]) -> list[float]:
 
 def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Rounds of one caller: the median round for rates and CPU; percentiles over every
-    request of every round, and the p99 of the median round (by its p99): the VM's speed
-    drifts by up to 2x between rounds, and a pooled p99 is mostly the slowest round's."""
+    request of every round."""
     merged: dict[str, Any] = {}
     for key in ("rps", "cpu_us_per_req", "server_cpu_us_per_req", "gc_pause_ms_per_s"):
         values = [r[key] for r in runs if r.get(key) is not None]
@@ -367,7 +366,6 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged["p50_ms"] = median(pooled)
     merged["p99_ms"] = percentile(pooled, 99)
     merged["p99_ms_worst_round"] = max(r["p99_ms"] for r in runs)
-    merged["p99_ms_median_round"] = median([r["p99_ms"] for r in runs])
     # The tail with the requests a full GC pause caught left out, and how many those were:
     # at high concurrency one pause stops every request in flight at once.
     outside = [x for r in runs for x in _outside_full_gc(r)]

@@ -53,18 +53,7 @@ TARGETS = {
     "inprocess overhead p50 <= 50 us": ("inprocess.overhead_us_p50", "<=", 50.0),
     "HTTP c64 switchyard/raw rps >= 0.85": ("http.c64.switchyard_over_raw", ">=", 0.85),
     "HTTP c64 switchyard/litellm rps >= 10": ("http.c64.switchyard_over_litellm", ">=", 10.0),
-    # Each caller's p99 as its rate: its median round. Pooled over the rounds, the p99 is
-    # mostly the slowest round's, i.e. the VM's speed drift (also shown).
-    "HTTP c64 p99 <= litellm p99 / 10 (median round)": (
-        "http.c64.litellm_p99_over_switchyard_p99_median_round",
-        ">=",
-        10.0,
-    ),
-    "HTTP c64 p99 <= litellm p99 / 10 (all rounds pooled)": (
-        "http.c64.litellm_p99_over_switchyard_p99",
-        ">=",
-        10.0,
-    ),
+    "HTTP c64 p99 <= litellm p99 / 10": ("http.c64.litellm_p99_over_switchyard_p99", ">=", 10.0),
     "stream overhead per chunk <= 20 us": ("stream.chunk_overhead_us", "<=", 20.0),
     "10,000 open streams <= 500 MB RSS": ("memory.rss_mb_10k_streams", "<=", 500.0),
     "RSS growth after warm-up <= 5 MB": ("memory.rss_growth_mb_200k", "<=", 5.0),
@@ -282,7 +271,6 @@ def _http_table(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, A
                 "cpu_us_per_req",
                 "server_cpu_us_per_req",
                 "p99_ms_worst_round",
-                "p99_ms_median_round",
                 "errors",
                 "error_types",
                 "rps_rounds",
@@ -303,11 +291,6 @@ def _http_table(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, A
         row["litellm_p99_over_switchyard_unfrozen_p99"] = _ratio(
             row["litellm_p99_ms"], row["switchyard_unfrozen_p99_ms"]
         )
-        # The same by each caller's median round, as its rate is.
-        for name in ("switchyard", "switchyard_unfrozen"):
-            row[f"litellm_p99_over_{name}_p99_median_round"] = _ratio(
-                row["litellm_p99_ms_median_round"], row[f"{name}_p99_ms_median_round"]
-            )
         table[key] = row
     return table
 
@@ -391,15 +374,6 @@ def report(data: dict[str, Any]) -> str:
             f" {_f(row['switchyard_over_litellm'], '.1f'):>10}"
             f" {_f(row['litellm_p99_over_switchyard_p99'], '.1f'):>11}"
             f" {_f(row['litellm_p99_over_switchyard_unfrozen_p99'], '.1f'):>17}"
-        )
-    for key, row in data["http"].items():
-        rounds = ", ".join(
-            f"{name} {_f(row[f'{name}_p99_ms_median_round'], '.1f')}" for name in CALLERS
-        )
-        lines.append(
-            f"  c{key[1:]} p99 ms of the median round: {rounds}; LiteLLM's over switchyard's "
-            f"{_f(row['litellm_p99_over_switchyard_p99_median_round'], '.1f')}, over unfrozen "
-            f"{_f(row['litellm_p99_over_switchyard_unfrozen_p99_median_round'], '.1f')}"
         )
     for key, row in data["http"].items():
         server = ", ".join(f"{name} {_f(row[f'{name}_server_cpu_us_per_req'])}" for name in CALLERS)
