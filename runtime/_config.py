@@ -49,15 +49,15 @@ class RuntimeConfig(msgspec.Struct, frozen=True, kw_only=True):
     what one network read usually brings; it is filled only as far as the reader lags.
     ``seed``: seeds every random choice (jitter, weighted routing) so runs can be replayed.
     ``log_requests``: a debug log line per attempt (off on the hot path by default).
-    ``freeze_heap``: once the first runtime of the process has opened (prices loaded, actors
-    started), collect garbage once and freeze what is alive (``gc.freeze()``): modules,
-    classes and price data move to the collector's permanent generation, and full
-    collections stop walking them. Such a pause lands on every request in flight (at c64 in
-    the benchmark: ~40 ms; frozen, a few ms). Not over a freeze already made (the
-    program's own, or an earlier runtime's), so once per process. The cost: a reference
-    cycle among objects alive at that moment is never reclaimed once unreachable (objects
-    freed by reference counting, nearly all, still are), and that one collection pauses the
-    open (tens of ms). False leaves the collector alone.
+    ``freeze_heap``: once the runtime has opened (prices loaded, actors started), collect
+    garbage once and freeze what is alive (``gc.freeze()``): modules, classes and price data
+    move to the collector's permanent generation, and full collections stop walking them.
+    Such a pause lands on every request in flight (at c64 in the benchmark: 40-60 ms;
+    frozen, 3-5 ms). Not over a freeze already made (the program's own, or an earlier
+    runtime's), so once per process. The cost: a reference cycle among objects alive at that
+    moment is never reclaimed once unreachable (objects freed by reference counting, nearly
+    all, still are; actors restarting leave none), and that one collection pauses the open
+    (tens of ms). False leaves the collector alone.
 
     Cost and smart routing: ``budgets`` cap spending per runtime, tenant or provider over a
     period; ``prices`` add or override per-million-token prices (keys ``"kind:model"`` or

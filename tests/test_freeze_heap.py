@@ -60,6 +60,27 @@ async def main():
 trio.run(main)
 """
 
+_RESTARTS_AFTER_THE_FREEZE = """
+from actors import SupervisorConfig
+
+async def main():
+    quick = SupervisorConfig(max_restarts=100, backoff_base_s=0.001, backoff_max_s=0.001)
+    config = RuntimeConfig(supervision=quick)
+    async with open_runtime([Echo()], config=config) as rt:
+        for _ in range(10):
+            rt.kill("echo")
+            rt.kill("router")
+            await trio.sleep(0.05)  # both restarted
+            response = await rt.complete([{"role": "user", "content": "hello"}])
+        restarts = [actor.restarts for actor in rt.health().actors]
+    gc.collect()
+    gc.unfreeze()
+    # What the freeze held that has become unreachable cycles: leaked, had it stayed frozen.
+    print(restarts, gc.collect(), response.text)
+
+trio.run(main)
+"""
+
 _PROGRAM_FROZE_FIRST = """
 async def main():
     gc.freeze()
@@ -91,6 +112,13 @@ def test_the_first_open_collects_then_freezes_once_and_off_leaves_the_collector_
     assert first == "first True True hi"
     # A second runtime in the process freezes nothing more.
     assert second == "second False hi"
+
+
+def test_actors_restarting_after_the_freeze_leave_no_frozen_garbage() -> None:
+    # A gateway runs for weeks and its actors crash and restart: what they held when the
+    # heap was frozen must be freed by reference counting, not left in unreachable cycles.
+    restarts, leaked, text = _run(_RESTARTS_AFTER_THE_FREEZE)[-1].rsplit(" ", 2)
+    assert (restarts, leaked, text) == ("[10, 10]", "0", "hi")
 
 
 def test_a_program_that_froze_its_heap_itself_keeps_its_own_freeze() -> None:
