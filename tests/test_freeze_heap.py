@@ -13,18 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _PRELUDE = """
 import gc, sys, weakref, trio
-from protocols import LLMProvider, Response, TextPart, Usage
 from runtime import RuntimeConfig, open_runtime
+from runtime.testing import MockProvider
 
-class Echo(LLMProvider):
-    name, kind, model = "echo", "openai", "gpt-4o-mini"
-    async def complete(self, request):
-        usage = Usage(input_tokens=3, output_tokens=4)
-        return Response(content=(TextPart("hi"),), finish_reason="stop", usage=usage,
-                        provider="echo", model=self.model)
-    async def stream(self, request):
-        raise NotImplementedError
-        yield
+def echo():
+    return MockProvider("echo", kind="openai", model="gpt-4o-mini", text="hi")
 
 class Node:
     pass
@@ -39,7 +32,7 @@ def frozen(obj):
     return gc.is_tracked(obj) and not any(o is obj for o in gc.get_objects())
 
 async def answered(config):
-    async with open_runtime([Echo()], config=config) as rt:
+    async with open_runtime([echo()], config=config) as rt:
         response = await rt.complete([{"role": "user", "content": "hello"}])
         return response.text
 """
@@ -66,7 +59,7 @@ from actors import SupervisorConfig
 async def main():
     quick = SupervisorConfig(max_restarts=100, backoff_base_s=0.001, backoff_max_s=0.001)
     config = RuntimeConfig(supervision=quick)
-    async with open_runtime([Echo()], config=config) as rt:
+    async with open_runtime([echo()], config=config) as rt:
         for _ in range(10):
             rt.kill("echo")
             rt.kill("router")

@@ -25,8 +25,8 @@ def test_import_runtime_leaves_optional_libraries_unloaded() -> None:
 # A provider priced like gpt-4o-mini; records which thread reads genai-prices' data.
 _OPEN_THEN_CALL = """
 import sys, threading, trio
-from protocols import LLMProvider, Response, TextPart, Usage
 from runtime import open_runtime
+from runtime.testing import MockProvider
 
 importers = []
 
@@ -38,18 +38,8 @@ class Watch:
 
 sys.meta_path.insert(0, Watch())
 
-class Priced(LLMProvider):
-    name, kind, model = "p", "openai", "gpt-4o-mini"
-    async def complete(self, request):
-        usage = Usage(input_tokens=3, output_tokens=4)
-        return Response(content=(TextPart("hi"),), finish_reason="stop", usage=usage,
-                        provider="p", model=self.model)
-    async def stream(self, request):
-        raise NotImplementedError
-        yield
-
 async def main():
-    async with open_runtime([Priced()]) as rt:
+    async with open_runtime([MockProvider(kind="openai", model="gpt-4o-mini")]) as rt:
         read_at_open = list(importers)
         response = await rt.complete([{"role": "user", "content": "hello"}])
         registered = "genai_prices.data" in sys.modules
