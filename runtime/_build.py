@@ -72,6 +72,7 @@ def build_runtime_config(settings: Settings, *, seed: int | None = None) -> Runt
         grace_period_s=settings.server.grace_period_s,
         seed=seed,
         log_requests=settings.logging.log_requests,
+        freeze_heap=settings.server.freeze_heap,
         budgets=tuple(
             BudgetConfig(
                 limit_usd=Decimal(str(b.limit_usd)),

@@ -47,13 +47,16 @@ Name = Annotated[str, Meta(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 class ServerSettings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``api_keys_env`` names an environment variable holding comma-separated bearer keys
-    that clients must present; unset or empty means no authentication (with a warning)."""
+    that clients must present; unset or empty means no authentication (with a warning).
+    ``freeze_heap``: the gateway process freezes its start-up heap once the runtime is up
+    (``RuntimeConfig.freeze_heap``)."""
 
     host: str = "127.0.0.1"
     port: Port = 8080
     api_keys_env: str = "SWITCHYARD_API_KEYS"
     max_body_bytes: PositiveInt = 4 * 1024 * 1024
     grace_period_s: NonNegativeFloat = 10.0
+    freeze_heap: bool = True
 
 
 class RouterSettings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

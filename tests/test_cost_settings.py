@@ -1,4 +1,4 @@
-"""The configuration file's cost and routing sections reach the runtime."""
+"""The configuration file's cost, routing and server sections reach the runtime."""
 
 from __future__ import annotations
 
@@ -141,3 +141,13 @@ def test_sdk_client_settings_are_checked(edit, message):
     with pytest.raises(ConfigError) as info:
         parse_settings(tomllib.loads(SDK_PROVIDERS.replace(old, new, 1)), source="sw.toml")
     assert message in str(info.value)
+
+
+def test_the_server_section_sets_whether_the_heap_is_frozen():
+    providers = DOCUMENT[DOCUMENT.index("[[providers]]") :]
+    default = build_runtime_config(parse_settings(tomllib.loads(providers)))
+    assert default.freeze_heap is True
+    off = parse_settings(tomllib.loads("[server]\nfreeze_heap = false\n" + providers))
+    assert build_runtime_config(off).freeze_heap is False
+    with pytest.raises(ConfigError, match="freeze_heap"):
+        parse_settings(tomllib.loads('[server]\nfreeze_heap = "no"\n' + providers))
