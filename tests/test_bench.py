@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 CALLER_FIELDS = (
     "switchyard_rps",
@@ -89,3 +91,20 @@ def test_a_full_gc_pause_is_charged_to_the_requests_in_flight_during_it() -> Non
     assert merged["gc_full_collections"] == 1
     assert merged["full_gc_hit_share"] == 0.5
     assert merged["p99_ms_outside_full_gc"] == 500.0  # of the first and the last only
+
+
+@pytest.mark.parametrize("kind", ["runtime", "mailboxes", "direct", "scope", "checkpoint"])
+def test_each_kind_of_the_instruction_count_runs_without_valgrind(kind: str) -> None:
+    # The counted side of bench/instructions.py; valgrind itself is not in CI.
+    script = ROOT / "bench" / "instructions.py"
+    command = [sys.executable, str(script), "--count", kind, "3"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def test_an_unknown_kind_of_instruction_count_is_refused_by_name() -> None:
+    script = ROOT / "bench" / "instructions.py"
+    command = [sys.executable, str(script), "--count", "nonsense", "3"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode != 0
+    assert "unknown kind 'nonsense'" in result.stderr
