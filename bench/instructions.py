@@ -6,8 +6,8 @@ Run: .venv/bin/python bench/instructions.py [--calls N] [--json PATH]   (needs v
 Timings on a shared VM drift by up to 2x (see the README); the number of instructions a round
 trip executes does not. Each kind runs in two processes under ``valgrind --tool=callgrind``,
 one making no calls and one making ``--calls`` after the same warm-up; the difference over
-``--calls`` is the cost of one call. With ``PYTHONHASHSEED`` fixed, a rerun gives the same
-counts to within a few hundred instructions. The kinds:
+``--calls`` is the cost of one call. With ``PYTHONHASHSEED`` fixed, reruns agree
+to within 0.5%. The kinds:
 
 * ``runtime``: ``Runtime.complete`` (handed off, the default), against the in-memory provider
   of ``_inprocess``;
