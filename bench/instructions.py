@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -103,6 +104,7 @@ def measure(calls: int) -> dict[str, Any]:
     overhead = per_call["runtime"] - per_call["direct"]
     trio_floor = per_call["scope"] + per_call["checkpoint"]
     return {
+        "python": platform.python_version(),
         "calls": calls,
         "per_call": {kind: round(value) for kind, value in per_call.items()},
         "overhead": round(overhead),
@@ -114,7 +116,10 @@ def measure(calls: int) -> dict[str, Any]:
 
 def report(data: dict[str, Any]) -> str:
     per = data["per_call"]
-    lines = [f"instructions per call (valgrind, {data['calls']} calls after {WARMUP} warm-up):"]
+    lines = [
+        f"instructions per call (valgrind, Python {data['python']}, {data['calls']} calls "
+        f"after {WARMUP} warm-up):"
+    ]
     lines += [f"  {kind:<11} {per[kind]:>9,}" for kind in KINDS]
     own = data["overhead"] - data["trio_floor"]
     lines += [
