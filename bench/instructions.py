@@ -40,6 +40,8 @@ _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 def count(kind: str, calls: int) -> None:
     """The counted side: ``WARMUP`` calls of ``kind``, then ``calls`` more."""
+    if kind not in KINDS:
+        raise SystemExit(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     import trio
     from _common import MESSAGES
     from _inprocess import MemoryProvider, _spec
@@ -67,11 +69,9 @@ def count(kind: str, calls: int) -> None:
                 # Entering and leaving an empty scope is the thing measured.
                 with trio.CancelScope(deadline=trio.current_time() + 60):  # noqa: ASYNC100
                     pass
-        elif kind == "checkpoint":
+        else:  # "checkpoint"
             for _ in range(total):
                 await trio.lowlevel.checkpoint()
-        else:
-            raise SystemExit(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
 
     trio.run(main)
 
