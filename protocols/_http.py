@@ -249,7 +249,9 @@ class _PoolSender:
         ]
         # Connections each pool has to spare: not held by a request, open or yet to open.
         self._spare = list(sizes)
-        self._free = anyio.Semaphore(sum(self._spare))  # every pool's spare, for the line
+        # Every pool's spare, for the line; fast_acquire: a token free now is taken without a
+        # trip through the scheduler.
+        self._free = anyio.Semaphore(sum(self._spare), fast_acquire=True)
 
     @property
     def connections(self) -> list[Any]:
@@ -285,11 +287,7 @@ class _PoolSender:
             headers=[*headers, (b"Content-Length", b"%d" % len(body))],
             content=body,
         )
-        free = self._free
-        try:
-            free.acquire_nowait()
-        except anyio.WouldBlock:
-            await free.acquire()
+        await self._free.acquire()
         spare = self._spare
         shard = spare.index(max(spare))  # one has a connection to spare: the line saw to it
         spare[shard] -= 1
